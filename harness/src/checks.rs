@@ -1,0 +1,1573 @@
+//! Checks: the plan compared with what is deployed.
+//!
+//! Each check has a stable id and yields one [`CheckResult`] with zero or more
+//! [`Finding`]s. A finding names the resource, what was expected and what was found.
+//! Where the target cannot decide a question (an emulator divergence), the check says so
+//! with [`Status::Divergence`] and the divergence's name; it never passes silently.
+
+use serde::{Deserialize, Serialize};
+
+/// Outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Everything matched.
+    Pass,
+    /// At least one finding.
+    Fail,
+    /// Not decidable on this target because of a named divergence; not a failure.
+    Divergence,
+    /// Not run (nothing to check, or not asked for).
+    Skipped,
+}
+
+/// One discrepancy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// Stable id of the finding kind, e.g. `MS-ASSOC-DEFAULT-NACL`.
+    pub id: String,
+    /// The resource, by logical name and id (`subnet web (subnet-123)`).
+    pub resource: String,
+    /// What the spec expects.
+    pub expected: String,
+    /// What was found.
+    pub found: String,
+}
+
+/// Result of one check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckResult {
+    /// Stable check id, e.g. `associations`.
+    pub id: String,
+    /// One-line title.
+    pub title: String,
+    /// Outcome.
+    pub status: Status,
+    /// Discrepancies (empty on pass).
+    pub findings: Vec<Finding>,
+    /// Named emulator divergences that made part of this check undecidable.
+    pub divergences: Vec<String>,
+    /// A short note for people (what was checked, or why skipped).
+    pub note: String,
+}
+
+use std::collections::BTreeSet;
+
+use crate::bindings::Bindings;
+use crate::capabilities::{Capabilities, Divergence};
+use crate::model::{Direction, MAX_USER_RULE_NUMBER, NaclEntry, Peer, SgRule};
+use crate::observe::{Observed, ObservedNacl};
+use crate::plan::{Plan, RouteTarget};
+
+/// Collects one check's findings and divergences.
+struct Check {
+    result: CheckResult,
+}
+
+impl Check {
+    fn new(id: &str, title: &str) -> Check {
+        Check {
+            result: CheckResult {
+                id: id.into(),
+                title: title.into(),
+                status: Status::Pass,
+                findings: Vec::new(),
+                divergences: Vec::new(),
+                note: String::new(),
+            },
+        }
+    }
+
+    fn finding(
+        &mut self,
+        id: &str,
+        resource: impl Into<String>,
+        expected: impl Into<String>,
+        found: impl Into<String>,
+    ) {
+        self.result.findings.push(Finding {
+            id: id.into(),
+            resource: resource.into(),
+            expected: expected.into(),
+            found: found.into(),
+        });
+    }
+
+    fn divergence(&mut self, d: Divergence) {
+        if !self.result.divergences.iter().any(|x| x == d.id()) {
+            self.result.divergences.push(d.id().to_string());
+        }
+    }
+
+    fn note(mut self, note: impl Into<String>) -> Check {
+        self.result.note = note.into();
+        self
+    }
+
+    fn done(mut self) -> CheckResult {
+        self.result.status = if !self.result.findings.is_empty() {
+            Status::Fail
+        } else if !self.result.divergences.is_empty() {
+            Status::Divergence
+        } else {
+            Status::Pass
+        };
+        self.result
+    }
+
+    fn skipped(mut self, why: &str) -> CheckResult {
+        self.result.status = Status::Skipped;
+        self.result.note = why.into();
+        self.result
+    }
+}
+
+fn named(kind: &str, logical: &str, id: Option<&String>) -> String {
+    match id {
+        Some(id) => format!("{kind} {logical} ({id})"),
+        None => format!("{kind} {logical} (not found)"),
+    }
+}
+
+fn list<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
+    let v: Vec<String> = items.into_iter().map(|i| i.to_string()).collect();
+    if v.is_empty() { "none".into() } else { v.join("; ") }
+}
+
+/// Runs every check of the plan against an observed deployment.
+pub fn run_checks(plan: &Plan, observed: &Observed, bindings: &Bindings, caps: &Capabilities) -> Vec<CheckResult> {
+    vec![
+        associations(plan, observed, bindings),
+        nacl_rules(plan, observed, bindings, caps),
+        security_groups(plan, observed, bindings),
+        flow_log(plan, observed, bindings, caps),
+        alarm(plan, observed, bindings),
+        routes(plan, observed, bindings),
+        intent(plan, observed, bindings),
+    ]
+    .into_iter()
+    .chain(plan.source_checks.iter().map(|sc| source_check(sc, plan, observed, bindings, caps)))
+    .collect()
+}
+
+/// The intended flows, evaluated through NACLs, groups and routes (`reach`): each must
+/// pass, except those the spec records as blocked by the design, which must stay blocked.
+fn intent(plan: &Plan, observed: &Observed, b: &Bindings) -> CheckResult {
+    let c = Check::new("intent", "intended flows pass NACLs (both ways), security groups and routes");
+    if plan.intent.is_empty() {
+        return c.skipped("the scenario states no intended flows");
+    }
+    let mut c = c;
+    let verdicts = crate::reach::evaluate_intent(plan, observed, b, crate::model::PortRange { from: 1024, to: 65535 });
+    let mut expected_blocked = 0;
+    for v in &verdicts {
+        let f = &v.flow;
+        let resource = format!(
+            "flow {} → {} {}{}",
+            f.from,
+            f.to,
+            f.protocol,
+            f.ports.map(|p| format!("/{p}")).unwrap_or_default()
+        );
+        match (&f.blocked_by_design, v.allowed) {
+            (None, false) => c.finding("MS-INTENT-BLOCKED", resource, "allowed", v.blocked_by.join("; ")),
+            (Some(why), true) => c.finding(
+                "MS-INTENT-UNEXPECTEDLY-ALLOWED",
+                resource,
+                format!("blocked, as the design does ({why})"),
+                "allowed: the deployment does not enforce the design's rules",
+            ),
+            (Some(_), false) => expected_blocked += 1,
+            (None, true) => {}
+        }
+    }
+    let passing = verdicts.iter().filter(|v| v.allowed).count();
+    c.note(format!(
+        "{passing} of {} intended flows pass; {expected_blocked} blocked as the spec records the design does",
+        verdicts.len()
+    ))
+    .done()
+}
+
+/// One of the source document's own validation steps, run as it describes it.
+fn source_check(
+    sc: &crate::spec::SourceCheckSpec,
+    plan: &Plan,
+    observed: &Observed,
+    b: &Bindings,
+    caps: &Capabilities,
+) -> CheckResult {
+    let mut c = Check::new(&sc.id, &sc.title);
+    let zone = sc.zone.as_deref().unwrap_or_default();
+    let subnet = b.zones.get(zone);
+    match sc.kind.as_str() {
+        "nacl-associations" => {
+            let nacl = sc.nacl.as_deref().unwrap_or_default();
+            let id = b.nacls.get(nacl);
+            let found: Vec<String> = id
+                .and_then(|id| observed.nacl(id))
+                .map(|n| n.associations.iter().map(|a| a.subnet_id.clone()).collect())
+                .unwrap_or_default();
+            if subnet.is_none_or(|s| found != vec![s.clone()]) {
+                c.finding(
+                    "MS-SOURCE-NACL-ASSOCIATIONS",
+                    named("NACL", nacl, id),
+                    format!("associations: the {zone} subnet {}", subnet.map_or("?", |s| s.as_str())),
+                    list(&found),
+                );
+            }
+        }
+        "group-references" => {
+            let group = sc.group.as_deref().unwrap_or_default();
+            let id = b.security_groups.get(group);
+            let peers: BTreeSet<Peer> = id
+                .and_then(|id| observed.security_group(id))
+                .map(|g| g.rules.iter().map(|r| b.resolve_peer(&r.peer)).collect())
+                .unwrap_or_default();
+            for r in &sc.references {
+                if !peers.contains(&Peer::Group(r.clone())) {
+                    c.finding(
+                        "MS-SOURCE-GROUP-REFERENCE",
+                        named("security group", group, id),
+                        format!("a rule referencing group {r}"),
+                        list(&peers),
+                    );
+                }
+            }
+        }
+        "flow-log-active" => {
+            let fl = observed.flow_logs.iter().find(|f| Some(&f.id) == b.flow_log_id.as_ref());
+            match fl {
+                None => c.finding("MS-SOURCE-FLOW-LOG", "flow log (not found)", "status ACTIVE", "no flow log"),
+                Some(_) if caps.has(Divergence::FlowLogStatusAlwaysActive) => {
+                    c.divergence(Divergence::FlowLogStatusAlwaysActive)
+                }
+                Some(f) if f.flow_log_status.as_deref() != Some("ACTIVE") => c.finding(
+                    "MS-SOURCE-FLOW-LOG",
+                    format!("flow log {}", f.id),
+                    "status ACTIVE",
+                    format!("{:?}", f.flow_log_status),
+                ),
+                Some(_) => {}
+            }
+        }
+        "routes" => {
+            let table = subnet.and_then(|s| observed.route_table_of_subnet(s));
+            let targets: Vec<String> = table
+                .map(|t| t.routes.iter().map(|r| format!("{} → {}", r.destination, r.target)).collect())
+                .unwrap_or_default();
+            for t in &sc.targets {
+                let ok = table.is_some_and(|tb| {
+                    tb.routes.iter().any(|r| match t.as_str() {
+                        "local" => r.target == "local",
+                        _ => r.target.starts_with("igw-") && Some(&r.target) == b.internet_gateway_id.as_ref(),
+                    })
+                });
+                if !ok {
+                    c.finding(
+                        "MS-SOURCE-ROUTE",
+                        named("subnet", zone, subnet),
+                        format!("a {t} route in its route table"),
+                        list(&targets),
+                    );
+                }
+            }
+        }
+        "nacl-order" => {
+            let nacl = sc.nacl.as_deref().unwrap_or_default();
+            let id = b.nacls.get(nacl);
+            let got: Vec<&NaclEntry> = id
+                .and_then(|id| observed.nacl(id))
+                .map(|n| n.entries.iter().filter(|e| !e.is_default_deny()).collect())
+                .unwrap_or_default();
+            let want: Vec<&NaclEntry> = plan.nacl(nacl).map(|n| n.entries.iter().collect()).unwrap_or_default();
+            if got != want {
+                c.finding("MS-SOURCE-NACL-ORDER", named("NACL", nacl, id), list(&want), list(&got));
+            }
+        }
+        _ => {}
+    }
+    c.done()
+}
+
+/// The teardown check: the inventory by run tag after cleanup must be empty.
+pub fn check_teardown(leftovers: &[String]) -> CheckResult {
+    let mut c = Check::new("teardown", "nothing tagged with the run is left (inventory by tag, not DeleteVpc's word)");
+    for l in leftovers {
+        c.finding("MS-TEARDOWN-LEFTOVER", l.clone(), "deleted", "still present");
+    }
+    c.note("inventory by run tag across EC2, IAM, CloudWatch Logs and CloudWatch is empty").done()
+}
+
+/// Each zone's subnet is associated with its zone's NACL, and none stays on the default.
+fn associations(plan: &Plan, observed: &Observed, b: &Bindings) -> CheckResult {
+    let mut c = Check::new("associations", "each zone subnet is associated with its zone NACL");
+    for zone in &plan.zones {
+        let subnet_id = b.zones.get(&zone.name);
+        let resource = named("subnet", &zone.name, subnet_id);
+        let Some(subnet) = subnet_id.and_then(|id| observed.subnet(id)) else {
+            c.finding(
+                "MS-ASSOC-SUBNET-MISSING",
+                resource,
+                format!("a subnet {} for zone {}", zone.cidr, zone.name),
+                "no such subnet",
+            );
+            continue;
+        };
+        let want = b.nacls.get(&zone.nacl);
+        let found = observed.nacl_of_subnet(&subnet.id);
+        match (want, found) {
+            (_, Some(n)) if n.is_default => c.finding(
+                "MS-ASSOC-DEFAULT-NACL",
+                resource,
+                format!("associated with {}", named("NACL", &zone.nacl, want)),
+                format!("still on the default NACL {}", n.id),
+            ),
+            (Some(w), Some(n)) if &n.id != w => c.finding(
+                "MS-ASSOC-WRONG-NACL",
+                resource,
+                format!("associated with {}", named("NACL", &zone.nacl, want)),
+                format!("associated with {}", nacl_label(b, &n.id)),
+            ),
+            (None, _) => {
+                c.finding("MS-ASSOC-NACL-MISSING", resource, format!("NACL {} exists", zone.nacl), "no such NACL")
+            }
+            (Some(_), None) => c.finding(
+                "MS-ASSOC-NONE",
+                resource,
+                format!("associated with {}", named("NACL", &zone.nacl, want)),
+                "no NACL association",
+            ),
+            _ => {}
+        }
+    }
+    c.done()
+}
+
+fn nacl_label(b: &Bindings, id: &str) -> String {
+    match b.nacls.iter().find(|(_, v)| *v == id) {
+        Some((name, _)) => format!("NACL {name} ({id})"),
+        None => format!("NACL {id}"),
+    }
+}
+
+/// Entries per NACL and direction are exactly the plan's, in first-match order.
+fn nacl_rules(plan: &Plan, observed: &Observed, b: &Bindings, caps: &Capabilities) -> CheckResult {
+    let mut c = Check::new("nacl-rules", "NACL entries are the spec's, in ascending rule-number (first-match) order");
+    for nacl in &plan.nacls {
+        let id = b.nacls.get(&nacl.name);
+        let resource = named("NACL", &nacl.name, id);
+        let Some(found) = id.and_then(|id| observed.nacl(id)) else {
+            c.finding("MS-NACL-MISSING", resource, "the NACL exists", "no such NACL");
+            continue;
+        };
+        for direction in Direction::BOTH {
+            let want: Vec<&NaclEntry> = nacl.entries(direction).collect();
+            compare_entries(&mut c, &resource, direction, &want, found, caps);
+        }
+    }
+    c.done()
+}
+
+fn compare_entries(
+    c: &mut Check,
+    resource: &str,
+    direction: Direction,
+    want: &[&NaclEntry],
+    found: &ObservedNacl,
+    caps: &Capabilities,
+) {
+    let got: Vec<&NaclEntry> =
+        found.entries.iter().filter(|e| e.direction == direction && !e.is_default_deny()).collect();
+    let at = |n: i32| format!("{resource} {direction} rule #{n}");
+    for w in want {
+        match got.iter().find(|g| g.rule_number == w.rule_number) {
+            None => {
+                c.finding("MS-NACL-ENTRY-MISSING", at(w.rule_number), w.to_string(), "no entry with that rule number")
+            }
+            Some(g) if *g != *w => c.finding("MS-NACL-ENTRY-CHANGED", at(w.rule_number), w.to_string(), g.to_string()),
+            Some(_) => {}
+        }
+    }
+    for g in &got {
+        if !want.iter().any(|w| w.rule_number == g.rule_number) {
+            c.finding("MS-NACL-ENTRY-UNEXPECTED", at(g.rule_number), "no such entry", g.to_string());
+            if g.rule_number > MAX_USER_RULE_NUMBER {
+                c.finding(
+                    "MS-NACL-RULE-NUMBER-RANGE",
+                    at(g.rule_number),
+                    format!("rule number in 1..={MAX_USER_RULE_NUMBER}"),
+                    g.rule_number.to_string(),
+                );
+            }
+        }
+    }
+    // First-match order: an entry that is not in the plan but comes before a planned one
+    // decides first for the packets they share. Name both, since that is what changes
+    // behaviour even when every planned entry is present.
+    for g in got.iter().filter(|g| !want.iter().any(|w| w.rule_number == g.rule_number)) {
+        if let Some(w) = want.iter().find(|w| w.rule_number > g.rule_number && overlaps(g, w) && w.action != g.action) {
+            c.finding(
+                "MS-NACL-SHADOWED",
+                at(w.rule_number),
+                format!("{w} decides first for its traffic"),
+                format!("rule #{} ({}) matches first and {}s it", g.rule_number, g, g.action),
+            );
+        }
+    }
+    let has_default = found.entries.iter().any(|e| e.direction == direction && e.is_default_deny());
+    if !has_default {
+        if caps.has(Divergence::NaclWithoutDefaultDeny) {
+            c.divergence(Divergence::NaclWithoutDefaultDeny);
+        } else {
+            c.finding(
+                "MS-NACL-NO-DEFAULT-DENY",
+                format!("{resource} {direction}"),
+                "the * (32767) deny entry",
+                "absent",
+            );
+        }
+    }
+}
+
+/// Whether two entries can match the same packet (protocol, ports, CIDR).
+fn overlaps(a: &NaclEntry, b: &NaclEntry) -> bool {
+    use crate::model::Protocol;
+    let proto = a.protocol == b.protocol || a.protocol == Protocol::All || b.protocol == Protocol::All;
+    let ports = match (a.ports, b.ports) {
+        (Some(x), Some(y)) => x.from <= y.to && y.from <= x.to,
+        _ => true,
+    };
+    let cidr = a.cidr.contains(&b.cidr) || b.cidr.contains(&a.cidr);
+    proto && ports && cidr
+}
+
+/// Each group's rules, with references resolved to logical names, are exactly the spec's.
+fn security_groups(plan: &Plan, observed: &Observed, b: &Bindings) -> CheckResult {
+    let mut c =
+        Check::new("security-groups", "security-group rules are the spec's; references point at the right groups");
+    for group in &plan.security_groups {
+        let id = b.security_groups.get(&group.name);
+        let resource = named("security group", &group.name, id);
+        let Some(found) = id.and_then(|id| observed.security_group(id)) else {
+            c.finding("MS-SG-MISSING", resource, format!("group {} exists", group.group_name), "no such group");
+            continue;
+        };
+        let want: BTreeSet<SgRule> = group.expected_rules().into_iter().collect();
+        let got: BTreeSet<SgRule> =
+            found.rules.iter().map(|r| SgRule { peer: b.resolve_peer(&r.peer), ..r.clone() }).collect();
+        compare_rules(&mut c, &resource, &want, &got);
+    }
+    c.done()
+}
+
+fn compare_rules(c: &mut Check, resource: &str, want: &BTreeSet<SgRule>, got: &BTreeSet<SgRule>) {
+    let mut extras: Vec<&SgRule> = got.difference(want).collect();
+    for missing in want.difference(got) {
+        // A missing group reference and an extra rule for the same service are one change:
+        // something stands in for the reference. Each extra stands in for one reference at
+        // most, so a second rule on that service (0.0.0.0/0 beside the stand-in) is still
+        // reported below.
+        match take_stand_in(&mut extras, missing) {
+            Some(stand_in) => stand_in_finding(c, resource, missing, stand_in),
+            None => c.finding("MS-SG-RULE-MISSING", resource, missing.to_string(), "no such rule"),
+        }
+    }
+    for extra in extras {
+        let id = match (&extra.peer, extra.direction) {
+            (Peer::GroupId(_), _) => "MS-SG-UNKNOWN-REFERENCE",
+            (_, Direction::Egress) => "MS-SG-EGRESS-UNEXPECTED",
+            (Peer::Cidr(c), _) if c.prefix_len() == 0 => "MS-SG-OPEN-TO-WORLD",
+            _ => "MS-SG-RULE-UNEXPECTED",
+        };
+        c.finding(id, resource, "no such rule", extra.to_string());
+    }
+}
+
+/// Removes from `extras` the rule that most plausibly replaced a missing group
+/// reference: same direction, protocol and ports; another group before an unbound group
+/// id before a CIDR, and the whole internet last.
+fn take_stand_in<'a>(extras: &mut Vec<&'a SgRule>, missing: &SgRule) -> Option<&'a SgRule> {
+    if !matches!(missing.peer, Peer::Group(_)) {
+        return None;
+    }
+    let rank = |peer: &Peer| match peer {
+        Peer::Group(_) => Some(0),
+        Peer::GroupId(_) => Some(1),
+        Peer::Cidr(c) if c.prefix_len() > 0 => Some(2),
+        Peer::Cidr(_) => Some(3),
+        Peer::PrefixList(_) => None,
+    };
+    let same_service =
+        |r: &SgRule| r.direction == missing.direction && r.protocol == missing.protocol && r.ports == missing.ports;
+    let (at, _) = extras
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| same_service(r))
+        .filter_map(|(i, r)| rank(&r.peer).map(|k| (i, k)))
+        .min_by_key(|&(_, k)| k)?;
+    Some(extras.remove(at))
+}
+
+fn stand_in_finding(c: &mut Check, resource: &str, missing: &SgRule, stand_in: &SgRule) {
+    let Peer::Group(wanted) = &missing.peer else { return };
+    let service = format!("{}{}", missing.protocol, missing.ports.map(|p| format!("/{p}")).unwrap_or_default());
+    match &stand_in.peer {
+        Peer::Cidr(cidr) => {
+            c.finding(
+                "MS-SG-CIDR-FOR-REFERENCE",
+                resource,
+                missing.to_string(),
+                format!("{service} with CIDR {cidr} instead of a reference to group {wanted}"),
+            );
+            // The stand-in opens the service to everyone: say so on its own, as for any rule.
+            if cidr.prefix_len() == 0 && stand_in.direction == Direction::Ingress {
+                c.finding("MS-SG-OPEN-TO-WORLD", resource, "no such rule", stand_in.to_string());
+            }
+        }
+        Peer::Group(other) => c.finding(
+            "MS-SG-WRONG-REFERENCE",
+            resource,
+            missing.to_string(),
+            format!("{service} references group {other} instead of {wanted}"),
+        ),
+        Peer::GroupId(id) => c.finding(
+            "MS-SG-UNKNOWN-REFERENCE",
+            resource,
+            missing.to_string(),
+            format!("{service} references group id {id}, which is bound to no group of the spec, instead of {wanted}"),
+        ),
+        // Never chosen as a stand-in (`take_stand_in`); reported as an extra rule instead.
+        Peer::PrefixList(_) => {}
+    }
+}
+
+/// A flow log on the VPC with the planned traffic type, group and role, delivering.
+fn flow_log(plan: &Plan, observed: &Observed, b: &Bindings, caps: &Capabilities) -> CheckResult {
+    let c =
+        Check::new("flow-log", "VPC flow log: traffic ALL to the log group through the role, ACTIVE and delivering");
+    let Some(want) = &plan.flow_log else { return c.skipped("the scenario has no flow log") };
+    let mut c = c;
+    let vpc = b.vpc_id.clone().unwrap_or_default();
+    let fl = b
+        .flow_log_id
+        .as_ref()
+        .and_then(|id| observed.flow_logs.iter().find(|f| &f.id == id))
+        .or_else(|| observed.flow_logs.iter().find(|f| f.resource_id == vpc));
+    let Some(fl) = fl else {
+        c.finding(
+            "MS-FLOW-MISSING",
+            format!("VPC {vpc}"),
+            format!("a flow log of {} traffic to CloudWatch Logs", want.traffic_type),
+            "no flow log on the VPC",
+        );
+        return c.done();
+    };
+    let resource = format!("flow log {} on {vpc}", fl.id);
+    let eq = |a: &Option<String>, b: &str| a.as_deref() == Some(b);
+    if !eq(&fl.traffic_type, &want.traffic_type) {
+        c.finding(
+            "MS-FLOW-TRAFFIC-TYPE",
+            resource.clone(),
+            format!("traffic type {}", want.traffic_type),
+            format!("{:?}", fl.traffic_type),
+        );
+    }
+    if !eq(&fl.destination_type, "cloud-watch-logs") {
+        c.finding(
+            "MS-FLOW-DESTINATION",
+            resource.clone(),
+            "destination cloud-watch-logs",
+            format!("{:?}", fl.destination_type),
+        );
+    }
+    if let Some(group) = &b.log_group_name
+        && fl.log_group_name.as_ref() != Some(group)
+    {
+        c.finding(
+            "MS-FLOW-LOG-GROUP",
+            resource.clone(),
+            format!("log group {group}"),
+            format!("{:?}", fl.log_group_name),
+        );
+    }
+    let role_name = b.role_name.clone().unwrap_or_default();
+    if fl.deliver_logs_permission_arn.as_deref().is_none_or(|a| a.rsplit('/').next() != Some(role_name.as_str())) {
+        c.finding(
+            "MS-FLOW-ROLE",
+            resource.clone(),
+            format!("delivery role {role_name}"),
+            format!("{:?}", fl.deliver_logs_permission_arn),
+        );
+    }
+    // Status and delivery: an emulator reports ACTIVE whatever happens.
+    if caps.has(Divergence::FlowLogStatusAlwaysActive) {
+        c.divergence(Divergence::FlowLogStatusAlwaysActive);
+    } else {
+        if !eq(&fl.flow_log_status, "ACTIVE") {
+            c.finding("MS-FLOW-NOT-ACTIVE", resource.clone(), "status ACTIVE", format!("{:?}", fl.flow_log_status));
+        }
+        if eq(&fl.deliver_logs_status, "FAILED") {
+            c.finding(
+                "MS-FLOW-DELIVERY-FAILED",
+                resource.clone(),
+                "delivery not FAILED",
+                format!("FAILED: {}", fl.deliver_logs_error_message.as_deref().unwrap_or("")),
+            );
+        }
+    }
+    role_checks(&mut c, observed, &role_name, b.log_group_name.as_deref().unwrap_or_default());
+    match observed.log_groups.iter().find(|g| Some(&g.name) == b.log_group_name.as_ref()) {
+        None => c.finding(
+            "MS-FLOW-LOG-GROUP-MISSING",
+            format!("log group {}", b.log_group_name.as_deref().unwrap_or("?")),
+            "the log group exists",
+            "no such log group",
+        ),
+        Some(g) if want.retention_days.is_some() && g.retention_days != want.retention_days => c.finding(
+            "MS-LOG-RETENTION",
+            format!("log group {}", g.name),
+            format!("retention {:?} days", want.retention_days),
+            format!("{:?}", g.retention_days),
+        ),
+        Some(_) => {}
+    }
+    c.done()
+}
+
+fn statements(doc: &serde_json::Value) -> Vec<&serde_json::Value> {
+    match &doc["Statement"] {
+        serde_json::Value::Array(a) => a.iter().collect(),
+        serde_json::Value::Null => Vec::new(),
+        one => vec![one],
+    }
+}
+
+fn strings(v: &serde_json::Value) -> Vec<&str> {
+    match v {
+        serde_json::Value::String(s) => vec![s.as_str()],
+        serde_json::Value::Array(a) => a.iter().filter_map(|x| x.as_str()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn role_checks(c: &mut Check, observed: &Observed, role_name: &str, log_group: &str) {
+    let resource = format!("IAM role {role_name}");
+    let Some(role) = observed.roles.iter().find(|r| r.name == role_name) else {
+        c.finding("MS-ROLE-MISSING", resource, "the flow-log role exists", "no such role");
+        return;
+    };
+    let trust = statements(&role.trust_policy);
+    let service = trust.iter().find(|s| {
+        s["Effect"] == "Allow" && strings(&s["Principal"]["Service"]).contains(&"vpc-flow-logs.amazonaws.com")
+    });
+    match service {
+        None => c.finding(
+            "MS-ROLE-TRUST",
+            resource.clone(),
+            "trust policy lets vpc-flow-logs.amazonaws.com assume the role",
+            role.trust_policy.to_string(),
+        ),
+        Some(s) => {
+            let cond = s["Condition"].to_string();
+            if !(cond.contains("aws:SourceAccount") || cond.contains("aws:SourceArn")) {
+                c.finding(
+                    "MS-ROLE-CONFUSED-DEPUTY",
+                    resource.clone(),
+                    "a condition on aws:SourceAccount or aws:SourceArn",
+                    "no condition: any account's flow logs could use the role",
+                );
+            }
+        }
+    }
+    let grants = |action: &str| {
+        role.inline_policies
+            .values()
+            .flat_map(statements)
+            .filter(|s| s["Effect"] == "Allow")
+            .filter(|s| strings(&s["Action"]).iter().any(|a| *a == action || *a == "logs:*" || *a == "*"))
+            .flat_map(|s| strings(&s["Resource"]))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    for action in ["logs:CreateLogStream", "logs:PutLogEvents"] {
+        let resources = grants(action);
+        if resources.is_empty() && role.attached_policy_arns.is_empty() {
+            c.finding(
+                "MS-ROLE-POLICY-MISSING",
+                resource.clone(),
+                format!("{action} allowed on the log group"),
+                "not allowed by any policy",
+            );
+        } else if resources.iter().any(|r| r == "*") {
+            c.finding(
+                "MS-ROLE-POLICY-BROAD",
+                resource.clone(),
+                format!("{action} scoped to log group {log_group}"),
+                "Resource \"*\"",
+            );
+        } else if !resources.is_empty() && !resources.iter().any(|r| r.contains(log_group)) {
+            c.finding(
+                "MS-ROLE-POLICY-SCOPE",
+                resource.clone(),
+                format!("{action} on log group {log_group}"),
+                list(&resources),
+            );
+        }
+    }
+}
+
+/// The metric filter on REJECT records and the alarm on its metric.
+fn alarm(plan: &Plan, observed: &Observed, b: &Bindings) -> CheckResult {
+    let c = Check::new("alarm", "metric filter on rejected flow records, alarm on its metric");
+    let Some(want) = &plan.alarm else { return c.skipped("the scenario has no alarm") };
+    let mut c = c;
+    let group = b.log_group_name.clone().unwrap_or_default();
+    let filter = observed
+        .log_groups
+        .iter()
+        .filter(|g| g.name == group)
+        .flat_map(|g| &g.metric_filters)
+        .find(|f| Some(&f.name) == b.metric_filter_name.as_ref());
+    let metric = b.metric_name.clone().unwrap_or_default();
+    match filter {
+        None => c.finding(
+            "MS-ALARM-FILTER-MISSING",
+            format!("log group {group}"),
+            format!("metric filter {}", b.metric_filter_name.as_deref().unwrap_or("?")),
+            "no such filter",
+        ),
+        Some(f) => {
+            let resource = format!("metric filter {}", f.name);
+            if f.pattern != want.filter_pattern {
+                c.finding("MS-ALARM-FILTER-PATTERN", resource.clone(), want.filter_pattern.clone(), f.pattern.clone());
+            }
+            if !f
+                .metrics
+                .iter()
+                .any(|m| m.namespace == want.namespace && m.name == metric && m.value == want.metric_value)
+            {
+                c.finding(
+                    "MS-ALARM-FILTER-METRIC",
+                    resource,
+                    format!("{}/{} = {}", want.namespace, metric, want.metric_value),
+                    list(f.metrics.iter().map(|m| format!("{}/{} = {}", m.namespace, m.name, m.value))),
+                );
+            }
+        }
+    }
+    let name = b.alarm_name.clone().unwrap_or_default();
+    match observed.alarms.iter().find(|a| a.name == name) {
+        None => c.finding(
+            "MS-ALARM-MISSING",
+            if name.is_empty() {
+                "alarm (none watches the filter's metric)".to_string()
+            } else {
+                format!("alarm {name}")
+            },
+            format!("an alarm on {}/{}", want.namespace, if metric.is_empty() { &want.metric_name } else { &metric }),
+            "no such alarm",
+        ),
+        Some(a) => {
+            let resource = format!("alarm {name}");
+            let found = format!(
+                "{:?} {:?} {:?} over {:?}s, {:?} {:?}",
+                a.namespace, a.metric_name, a.statistic, a.period, a.comparison, a.threshold
+            );
+            let expected = format!(
+                "{} {metric} {} over {}s, {} {}",
+                want.namespace, want.statistic, want.period, want.comparison, want.threshold
+            );
+            let matches = a.namespace.as_deref() == Some(want.namespace.as_str())
+                && a.metric_name.as_deref() == Some(metric.as_str())
+                && a.statistic.as_deref() == Some(want.statistic.as_str())
+                && a.period == Some(want.period)
+                && a.comparison.as_deref() == Some(want.comparison.as_str())
+                && a.threshold == Some(want.threshold);
+            if !matches {
+                c.finding("MS-ALARM-CONFIG", resource, expected, found);
+            }
+        }
+    }
+    c.done()
+}
+
+/// Route tables: associations, the local route, planned routes; the IGW is attached.
+fn routes(plan: &Plan, observed: &Observed, b: &Bindings) -> CheckResult {
+    let c = Check::new("routes", "route tables: associations, local route, planned routes; IGW attached");
+    if plan.route_tables.is_empty() && plan.internet_gateway.is_none() {
+        return c.skipped("the scenario has no route tables or internet gateway");
+    }
+    let mut c = c;
+    let vpc = b.vpc_id.clone().unwrap_or_default();
+    if plan.internet_gateway.is_some() {
+        let igw = b.internet_gateway_id.as_ref().and_then(|id| observed.internet_gateways.iter().find(|g| &g.id == id));
+        if !igw.is_some_and(|g| g.attached_vpc_ids.contains(&vpc)) {
+            c.finding(
+                "MS-IGW-NOT-ATTACHED",
+                format!("internet gateway {}", b.internet_gateway_id.as_deref().unwrap_or("(not found)")),
+                format!("attached to {vpc}"),
+                "not attached",
+            );
+        }
+    }
+    for table in &plan.route_tables {
+        let id = b.route_tables.get(&table.name);
+        let resource = named("route table", &table.name, id);
+        let Some(found) = id.and_then(|id| observed.route_tables.iter().find(|t| &t.id == id)) else {
+            c.finding("MS-RT-MISSING", resource, "the route table exists", "no such route table");
+            continue;
+        };
+        let want: BTreeSet<&String> = table.zones.iter().filter_map(|z| b.zones.get(z)).collect();
+        let got: BTreeSet<&String> = found.subnet_ids.iter().collect();
+        if want != got {
+            c.finding(
+                "MS-RT-ASSOCIATIONS",
+                resource.clone(),
+                format!("subnets of zones {}", table.zones.join(", ")),
+                list(got.iter().map(|s| b.zone_of_subnet(s).map_or(s.to_string(), |z| format!("{z} ({s})")))),
+            );
+        }
+        let vpc_cidr = plan.vpc.cidr.to_string();
+        if !found.routes.iter().any(|r| r.destination == vpc_cidr && r.target == "local") {
+            c.finding(
+                "MS-RT-NO-LOCAL",
+                resource.clone(),
+                format!("{vpc_cidr} → local"),
+                list(found.routes.iter().map(|r| format!("{} → {}", r.destination, r.target))),
+            );
+        }
+        for (dest, target) in &table.routes {
+            let target_id = match target {
+                RouteTarget::InternetGateway => b.internet_gateway_id.clone().unwrap_or_default(),
+            };
+            if !found.routes.iter().any(|r| r.destination == dest.to_string() && r.target == target_id) {
+                c.finding(
+                    "MS-RT-ROUTE-MISSING",
+                    resource.clone(),
+                    format!("{dest} → {target_id}"),
+                    list(found.routes.iter().map(|r| format!("{} → {}", r.destination, r.target))),
+                );
+            }
+        }
+    }
+    c.done()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Protocol, RuleAction};
+    use crate::observe::{
+        MetricTransformation, NaclAssociation, ObservedAlarm, ObservedFlowLog, ObservedLogGroup, ObservedMetricFilter,
+        ObservedRole, ObservedSecurityGroup,
+    };
+    use crate::plan::{PlannedAlarm, PlannedFlowLog};
+    use crate::spec;
+
+    /// The suffix a build gives account-wide names: the checks must take those names from
+    /// the bindings, never from the plan's base names.
+    const RUN: &str = "-ms-test";
+    const ACCOUNT: &str = "000000000000";
+    const REGION: &str = "us-east-1";
+
+    fn recipe() -> Plan {
+        let (s, src) = spec::load("recipe").unwrap();
+        Plan::from_spec(&s, &src).unwrap()
+    }
+
+    /// A deployment exactly as the plan says, on AWS semantics: `reach::designed` (subnets,
+    /// NACLs with their `*` entries, groups, route tables, IGW; ids such as `subnet-web`,
+    /// `acl-web`, `sg-web`, `rtb-public`) plus what it leaves out: the VPC's default NACL,
+    /// the flow log with its role and log group, the metric filter and the alarm.
+    fn deployed(plan: &Plan) -> (Observed, Bindings) {
+        let (mut o, mut b) = crate::reach::designed(plan);
+        o.nacls.push(default_nacl());
+        if let Some(fl) = &plan.flow_log {
+            add_flow_log(&mut o, &mut b, fl);
+        }
+        if let Some(al) = &plan.alarm {
+            add_alarm(&mut o, &mut b, al);
+        }
+        (o, b)
+    }
+
+    /// The default NACL as AWS creates it: allow all, then `*` deny, both ways; every
+    /// subnet has been moved off it.
+    fn default_nacl() -> ObservedNacl {
+        let entry = |rule_number, direction, action| NaclEntry {
+            rule_number,
+            direction,
+            protocol: Protocol::All,
+            ports: None,
+            cidr: "0.0.0.0/0".parse().unwrap(),
+            action,
+        };
+        let mut entries = Vec::new();
+        for d in Direction::BOTH {
+            entries.push(entry(100, d, RuleAction::Allow));
+            entries.push(entry(crate::model::DEFAULT_DENY_RULE_NUMBER, d, RuleAction::Deny));
+        }
+        ObservedNacl {
+            id: "acl-default".into(),
+            is_default: true,
+            entries,
+            associations: Vec::new(),
+            tags: Default::default(),
+        }
+    }
+
+    fn log_group_arn(name: &str) -> String {
+        format!("arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{name}")
+    }
+
+    fn add_flow_log(o: &mut Observed, b: &mut Bindings, fl: &PlannedFlowLog) {
+        let log_group = format!("{}{RUN}", fl.log_group);
+        let role = format!("{}{RUN}", fl.role_name);
+        o.flow_logs.push(ObservedFlowLog {
+            id: "fl-designed".into(),
+            resource_id: b.vpc_id.clone().unwrap(),
+            traffic_type: Some(fl.traffic_type.clone()),
+            destination_type: Some("cloud-watch-logs".into()),
+            log_group_name: Some(log_group.clone()),
+            deliver_logs_permission_arn: Some(format!("arn:aws:iam::{ACCOUNT}:role/microseg/{role}")),
+            flow_log_status: Some("ACTIVE".into()),
+            deliver_logs_status: Some("SUCCESS".into()),
+            deliver_logs_error_message: None,
+            tags: Default::default(),
+        });
+        o.roles.push(ObservedRole {
+            name: role.clone(),
+            arn: format!("arn:aws:iam::{ACCOUNT}:role/microseg/{role}"),
+            path: "/microseg/".into(),
+            trust_policy: crate::build::trust_policy("aws", REGION, ACCOUNT),
+            inline_policies: [(fl.role_policy_name.clone(), crate::build::delivery_policy(&log_group_arn(&log_group)))]
+                .into(),
+            attached_policy_arns: Vec::new(),
+            tags: Default::default(),
+        });
+        o.log_groups.push(ObservedLogGroup {
+            name: log_group.clone(),
+            arn: Some(log_group_arn(&log_group)),
+            retention_days: fl.retention_days,
+            metric_filters: Vec::new(),
+            tags: Default::default(),
+        });
+        b.flow_log_id = Some("fl-designed".into());
+        b.role_name = Some(role);
+        b.log_group_name = Some(log_group);
+    }
+
+    fn add_alarm(o: &mut Observed, b: &mut Bindings, al: &PlannedAlarm) {
+        let metric = format!("{}{RUN}", al.metric_name);
+        let filter = format!("{}{RUN}", al.metric_filter_name);
+        let alarm = format!("{}{RUN}", al.name);
+        let group = o.log_groups.iter_mut().find(|g| Some(&g.name) == b.log_group_name.as_ref()).unwrap();
+        group.metric_filters.push(ObservedMetricFilter {
+            name: filter.clone(),
+            pattern: al.filter_pattern.clone(),
+            metrics: vec![MetricTransformation {
+                namespace: al.namespace.clone(),
+                name: metric.clone(),
+                value: al.metric_value.clone(),
+            }],
+        });
+        o.alarms.push(ObservedAlarm {
+            name: alarm.clone(),
+            arn: None,
+            namespace: Some(al.namespace.clone()),
+            metric_name: Some(metric.clone()),
+            statistic: Some(al.statistic.clone()),
+            period: Some(al.period),
+            evaluation_periods: Some(al.evaluation_periods),
+            threshold: Some(al.threshold),
+            comparison: Some(al.comparison.clone()),
+            dimensions: Default::default(),
+            state: Some("OK".into()),
+            tags: Default::default(),
+        });
+        b.metric_filter_name = Some(filter);
+        b.alarm_name = Some(alarm);
+        b.metric_name = Some(metric);
+    }
+
+    fn emulator_caps() -> Capabilities {
+        let mut caps = Capabilities::emulator("LocalStack 4.14.0".into());
+        caps.divergences.insert(Divergence::NaclWithoutDefaultDeny);
+        caps.divergences.insert(Divergence::NaclRuleNumberUnbounded);
+        caps
+    }
+
+    fn result<'a>(results: &'a [CheckResult], id: &str) -> &'a CheckResult {
+        results.iter().find(|c| c.id == id).unwrap_or_else(|| panic!("no check {id} in {results:?}"))
+    }
+
+    /// Runs every check on AWS semantics and returns one check's findings as (id, resource).
+    fn findings(plan: &Plan, o: &Observed, b: &Bindings, check: &str) -> Vec<(String, String)> {
+        let results = run_checks(plan, o, b, &Capabilities::aws());
+        let c = result(&results, check);
+        let found: Vec<_> = c.findings.iter().map(|f| (f.id.clone(), f.resource.clone())).collect();
+        assert_eq!(c.status, if found.is_empty() { Status::Pass } else { Status::Fail }, "{c:?}");
+        found
+    }
+
+    fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+        items.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    fn nacl<'a>(o: &'a mut Observed, id: &str) -> &'a mut ObservedNacl {
+        o.nacls.iter_mut().find(|n| n.id == id).unwrap()
+    }
+
+    fn group<'a>(o: &'a mut Observed, id: &str) -> &'a mut ObservedSecurityGroup {
+        o.security_groups.iter_mut().find(|g| g.id == id).unwrap()
+    }
+
+    fn tcp(port: u16) -> Option<crate::model::PortRange> {
+        Some(crate::model::PortRange::single(port))
+    }
+
+    fn sg_rule(direction: Direction, port: u16, peer: Peer) -> SgRule {
+        SgRule { direction, protocol: Protocol::Tcp, ports: tcp(port), peer }
+    }
+
+    fn cidr(s: &str) -> Peer {
+        Peer::Cidr(s.parse().unwrap())
+    }
+
+    /// Replaces one observed rule of a group with another.
+    fn replace_rule(o: &mut Observed, group_id: &str, old: &SgRule, new: SgRule) {
+        let g = group(o, group_id);
+        let at = g.rules.iter().position(|r| r == old).unwrap_or_else(|| panic!("{old} in {group_id}"));
+        g.rules[at] = new;
+    }
+
+    #[test]
+    fn a_deployment_as_planned_passes_every_check_on_aws() {
+        let plan = recipe();
+        let (o, b) = deployed(&plan);
+        let results = run_checks(&plan, &o, &b, &Capabilities::aws());
+        let ids: Vec<&str> = results.iter().map(|c| c.id.as_str()).collect();
+        let mut want = vec!["associations", "nacl-rules", "security-groups", "flow-log", "alarm", "routes", "intent"];
+        want.extend([
+            "recipe-v1-nacl-associations",
+            "recipe-v2-sg-references",
+            "recipe-v3-flow-log-active",
+            "recipe-v4-routes",
+            "recipe-v5-nacl-order",
+        ]);
+        assert_eq!(ids, want);
+        for c in &results {
+            assert_eq!((c.status, c.findings.len(), c.divergences.len()), (Status::Pass, 0, 0), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn on_aws_a_missing_default_deny_is_a_finding_per_nacl_and_direction() {
+        let plan = recipe();
+        let (mut o, b) = deployed(&plan);
+        for n in o.nacls.iter_mut().filter(|n| !n.is_default) {
+            n.entries.retain(|e| !e.is_default_deny());
+        }
+        let got = findings(&plan, &o, &b, "nacl-rules");
+        let mut want = Vec::new();
+        for n in &plan.nacls {
+            for d in Direction::BOTH {
+                want.push(("MS-NACL-NO-DEFAULT-DENY".to_string(), format!("NACL {0} (acl-{0}) {d}", n.name)));
+            }
+        }
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn on_an_emulator_without_default_deny_the_nacl_check_is_a_divergence_not_a_failure() {
+        let plan = recipe();
+        let (mut o, b) = deployed(&plan);
+        for n in o.nacls.iter_mut().filter(|n| !n.is_default) {
+            n.entries.retain(|e| !e.is_default_deny());
+        }
+        let results = run_checks(&plan, &o, &b, &emulator_caps());
+        assert!(results.iter().all(|c| c.status != Status::Fail), "{results:?}");
+        let c = result(&results, "nacl-rules");
+        assert_eq!(c.status, Status::Divergence);
+        assert_eq!(c.divergences, vec!["nacl-without-default-deny".to_string()]);
+
+        // A real finding on the same target still fails, and the divergence stays listed.
+        let web = nacl(&mut o, "acl-web");
+        web.entries.retain(|e| !(e.direction == Direction::Ingress && e.rule_number == 130));
+        let results = run_checks(&plan, &o, &b, &emulator_caps());
+        let c = result(&results, "nacl-rules");
+        assert_eq!(c.status, Status::Fail);
+        assert_eq!(c.divergences, vec!["nacl-without-default-deny".to_string()]);
+        assert_eq!(c.findings.len(), 1, "{c:?}");
+        assert_eq!(c.findings[0].id, "MS-NACL-ENTRY-MISSING");
+        assert_eq!(c.findings[0].resource, "NACL web (acl-web) ingress rule #130");
+    }
+
+    #[test]
+    fn web_subnet_back_on_the_default_nacl() {
+        let plan = recipe();
+        let (mut o, b) = deployed(&plan);
+        nacl(&mut o, "acl-web").associations.clear();
+        nacl(&mut o, "acl-default")
+            .associations
+            .push(NaclAssociation { id: "aclassoc-x".into(), subnet_id: "subnet-web".into() });
+        assert_eq!(
+            findings(&plan, &o, &b, "associations"),
+            pairs(&[("MS-ASSOC-DEFAULT-NACL", "subnet web (subnet-web)")])
+        );
+        assert_eq!(
+            findings(&plan, &o, &b, "recipe-v1-nacl-associations"),
+            pairs(&[("MS-SOURCE-NACL-ASSOCIATIONS", "NACL web (acl-web)")])
+        );
+    }
+
+    #[test]
+    fn a_subnet_on_another_zones_nacl_or_missing_is_named() {
+        let plan = recipe();
+        let (mut o, mut b) = deployed(&plan);
+        // web's subnet moved to the app NACL; the dmz subnet is gone.
+        nacl(&mut o, "acl-web").associations.clear();
+        nacl(&mut o, "acl-app")
+            .associations
+            .push(NaclAssociation { id: "aclassoc-x".into(), subnet_id: "subnet-web".into() });
+        o.subnets.retain(|s| s.id != "subnet-dmz");
+        assert_eq!(
+            findings(&plan, &o, &b, "associations"),
+            pairs(&[
+                ("MS-ASSOC-SUBNET-MISSING", "subnet dmz (subnet-dmz)"),
+                ("MS-ASSOC-WRONG-NACL", "subnet web (subnet-web)"),
+            ])
+        );
+        // An unbound zone and an unbound NACL.
+        b.zones.remove("dmz");
+        b.nacls.remove("app");
+        let got = findings(&plan, &o, &b, "associations");
+        assert!(got.contains(&("MS-ASSOC-SUBNET-MISSING".into(), "subnet dmz (not found)".into())), "{got:?}");
+        assert!(got.contains(&("MS-ASSOC-NACL-MISSING".into(), "subnet app (subnet-app)".into())), "{got:?}");
+    }
+
+    #[test]
+    fn a_deleted_nacl_entry_is_missing() {
+        let plan = recipe();
+        let (mut o, b) = deployed(&plan);
+        nacl(&mut o, "acl-app").entries.retain(|e| !(e.direction == Direction::Egress && e.rule_number == 110));
+        assert_eq!(
+            findings(&plan, &o, &b, "nacl-rules"),
+            pairs(&[("MS-NACL-ENTRY-MISSING", "NACL app (acl-app) egress rule #110")])
+        );
+        assert_eq!(
+            findings(&plan, &o, &b, "recipe-v5-nacl-order"),
+            pairs(&[("MS-SOURCE-NACL-ORDER", "NACL app (acl-app)")])
+        );
+    }
+
+    #[test]
+    fn a_changed_entry_and_an_out_of_range_rule_number() {
+        let plan = recipe();
+        let (mut o, b) = deployed(&plan);
+        let db = nacl(&mut o, "acl-database");
+        let e = db.entries.iter_mut().find(|e| e.direction == Direction::Ingress && e.rule_number == 100).unwrap();
+        e.ports = tcp(3307);
+        let mut big = e.clone();
+        big.rule_number = 40000;
+        db.entries.push(big);
+        let got = findings(&plan, &o, &b, "nacl-rules");
+        assert_eq!(
+            got,
+            pairs(&[
+                ("MS-NACL-ENTRY-CHANGED", "NACL database (acl-database) ingress rule #100"),
+                ("MS-NACL-ENTRY-UNEXPECTED", "NACL database (acl-database) ingress rule #40000"),
+                ("MS-NACL-RULE-NUMBER-RANGE", "NACL database (acl-database) ingress rule #40000"),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_deny_at_90_shadows_the_planned_allow_at_100() {
+        let plan = recipe();
+        let (mut o, b) = deployed(&plan);
+        let web = nacl(&mut o, "acl-web");
+        let allow = web.entries.iter().find(|e| e.direction == Direction::Ingress && e.rule_number == 100).unwrap();
+        assert_eq!(allow.action, RuleAction::Allow);
+        let deny = NaclEntry { rule_number: 90, action: RuleAction::Deny, ..allow.clone() };
+        web.entries.insert(0, deny);
+        let results = run_checks(&plan, &o, &b, &Capabilities::aws());
+        let c = result(&results, "nacl-rules");
+        let got: Vec<_> = c.findings.iter().map(|f| (f.id.clone(), f.resource.clone())).collect();
+        assert_eq!(
+            got,
+            pairs(&[
+                ("MS-NACL-ENTRY-UNEXPECTED", "NACL web (acl-web) ingress rule #90"),
+                ("MS-NACL-SHADOWED", "NACL web (acl-web) ingress rule #100"),
+            ])
+        );
+        // Both rule numbers are named.
+        assert!(c.findings[1].found.contains("rule #90"), "{:?}", c.findings[1]);
+    }
+
+    #[test]
+    fn a_cidr_standing_in_for_a_group_reference() {
+        let plan = recipe();
+        let (mut o, b) = deployed(&plan);
+        let old = sg_rule(Direction::Ingress, 80, Peer::GroupId("sg-dmz".into()));
+        replace_rule(&mut o, "sg-web", &old, sg_rule(Direction::Ingress, 80, cidr("10.0.1.0/24")));
+        assert_eq!(
+            findings(&plan, &o, &b, "security-groups"),
+            pairs(&[("MS-SG-CIDR-FOR-REFERENCE", "security group web (sg-web)")])
+        );
+    }
+
+    #[test]
+    fn a_reference_to_the_wrong_group() {
+        let plan = recipe();
+        let (mut o, b) = deployed(&plan);
+        let old = sg_rule(Direction::Ingress, 22, Peer::GroupId("sg-management".into()));
+        replace_rule(&mut o, "sg-web", &old, sg_rule(Direction::Ingress, 22, Peer::GroupId("sg-app".into())));
+        assert_eq!(
+            findings(&plan, &o, &b, "security-groups"),
+            pairs(&[("MS-SG-WRONG-REFERENCE", "security group web (sg-web)")])
+        );
+        // The recipe's step 2 no longer sees the management reference either.
+        assert_eq!(
+            findings(&plan, &o, &b, "recipe-v2-sg-references"),
+            pairs(&[("MS-SOURCE-GROUP-REFERENCE", "security group web (sg-web)")])
+        );
+    }
+
+    #[test]
+    fn an_extra_egress_rule() {
+        let plan = recipe();
+        let (mut o, b) = deployed(&plan);
+        group(&mut o, "sg-web").rules.push(sg_rule(Direction::Egress, 443, cidr("0.0.0.0/0")));
+        assert_eq!(
+            findings(&plan, &o, &b, "security-groups"),
+            pairs(&[("MS-SG-EGRESS-UNEXPECTED", "security group web (sg-web)")])
+        );
+    }
+
+    #[test]
+    fn ssh_open_to_the_world() {
+        let plan = recipe();
+        let (mut o, b) = deployed(&plan);
+        group(&mut o, "sg-database").rules.push(sg_rule(Direction::Ingress, 22, cidr("0.0.0.0/0")));
+        assert_eq!(
+            findings(&plan, &o, &b, "security-groups"),
+            pairs(&[("MS-SG-OPEN-TO-WORLD", "security group database (sg-database)")])
+        );
+    }
+
+    #[test]
+    fn a_world_open_rule_beside_a_cidr_stand_in_is_not_hidden() {
+        let plan = recipe();
+        let (mut o, b) = deployed(&plan);
+        let old = sg_rule(Direction::Ingress, 22, Peer::GroupId("sg-management".into()));
+        replace_rule(&mut o, "sg-web", &old, sg_rule(Direction::Ingress, 22, cidr("10.0.5.0/24")));
+        group(&mut o, "sg-web").rules.push(sg_rule(Direction::Ingress, 22, cidr("0.0.0.0/0")));
+        let web = "security group web (sg-web)";
+        assert_eq!(
+            findings(&plan, &o, &b, "security-groups"),
+            pairs(&[("MS-SG-CIDR-FOR-REFERENCE", web), ("MS-SG-OPEN-TO-WORLD", web)])
+        );
+    }
+
+    #[test]
+    fn the_world_standing_in_for_a_reference_is_also_open_to_the_world() {
+        let plan = recipe();
+        let (mut o, b) = deployed(&plan);
+        let old = sg_rule(Direction::Ingress, 80, Peer::GroupId("sg-dmz".into()));
+        replace_rule(&mut o, "sg-web", &old, sg_rule(Direction::Ingress, 80, cidr("0.0.0.0/0")));
+        let web = "security group web (sg-web)";
+        assert_eq!(
+            findings(&plan, &o, &b, "security-groups"),
+            pairs(&[("MS-SG-CIDR-FOR-REFERENCE", web), ("MS-SG-OPEN-TO-WORLD", web)])
+        );
+    }
+
+    #[test]
+    fn a_reference_to_a_group_bound_to_no_logical_name() {
+        let plan = recipe();
+        let (mut o, b) = deployed(&plan);
+        // In place of a planned reference, and as an extra rule.
+        let old = sg_rule(Direction::Ingress, 22, Peer::GroupId("sg-management".into()));
+        replace_rule(&mut o, "sg-web", &old, sg_rule(Direction::Ingress, 22, Peer::GroupId("sg-stranger".into())));
+        group(&mut o, "sg-app").rules.push(sg_rule(Direction::Ingress, 9000, Peer::GroupId("sg-stranger".into())));
+        let got = findings(&plan, &o, &b, "security-groups");
+        assert_eq!(
+            got,
+            pairs(&[
+                ("MS-SG-UNKNOWN-REFERENCE", "security group web (sg-web)"),
+                ("MS-SG-UNKNOWN-REFERENCE", "security group app (sg-app)"),
+            ])
+        );
+        let results = run_checks(&plan, &o, &b, &Capabilities::aws());
+        let web = &result(&results, "security-groups").findings[0];
+        assert!(web.found.contains("sg-stranger"), "{web:?}");
+    }
+
+    #[test]
+    fn a_missing_group_and_a_missing_rule() {
+        let plan = recipe();
+        let (mut o, b) = deployed(&plan);
+        o.security_groups.retain(|g| g.id != "sg-dmz");
+        // The management group loses its only ingress rule.
+        group(&mut o, "sg-management").rules.retain(|r| r.direction == Direction::Egress);
+        assert_eq!(
+            findings(&plan, &o, &b, "security-groups"),
+            pairs(&[
+                ("MS-SG-MISSING", "security group dmz (sg-dmz)"),
+                ("MS-SG-RULE-MISSING", "security group management (sg-management)"),
+            ])
+        );
+    }
+
+    #[test]
+    fn flow_log_of_rejected_traffic_only() {
+        let plan = recipe();
+        let (mut o, b) = deployed(&plan);
+        o.flow_logs[0].traffic_type = Some("REJECT".into());
+        assert_eq!(
+            findings(&plan, &o, &b, "flow-log"),
+            pairs(&[("MS-FLOW-TRAFFIC-TYPE", "flow log fl-designed on vpc-designed")])
+        );
+    }
+
+    #[test]
+    fn no_flow_log() {
+        let plan = recipe();
+        let (mut o, b) = deployed(&plan);
+        o.flow_logs.clear();
+        assert_eq!(findings(&plan, &o, &b, "flow-log"), pairs(&[("MS-FLOW-MISSING", "VPC vpc-designed")]));
+        assert_eq!(
+            findings(&plan, &o, &b, "recipe-v3-flow-log-active"),
+            pairs(&[("MS-SOURCE-FLOW-LOG", "flow log (not found)")])
+        );
+    }
+
+    #[test]
+    fn flow_log_attributes_each_named() {
+        let plan = recipe();
+        let (mut o, b) = deployed(&plan);
+        let fl = &mut o.flow_logs[0];
+        fl.destination_type = Some("s3".into());
+        fl.log_group_name = Some("some-other-group".into());
+        fl.deliver_logs_permission_arn = Some(format!("arn:aws:iam::{ACCOUNT}:role/SomeOtherRole"));
+        let resource = "flow log fl-designed on vpc-designed";
+        assert_eq!(
+            findings(&plan, &o, &b, "flow-log"),
+            pairs(&[("MS-FLOW-DESTINATION", resource), ("MS-FLOW-LOG-GROUP", resource), ("MS-FLOW-ROLE", resource)])
+        );
+    }
+
+    #[test]
+    fn flow_log_status_fails_on_aws_and_is_a_divergence_on_the_emulator() {
+        let plan = recipe();
+        let (mut o, b) = deployed(&plan);
+        o.flow_logs[0].flow_log_status = Some("INACTIVE".into());
+        o.flow_logs[0].deliver_logs_status = Some("FAILED".into());
+        let resource = "flow log fl-designed on vpc-designed";
+        assert_eq!(
+            findings(&plan, &o, &b, "flow-log"),
+            pairs(&[("MS-FLOW-NOT-ACTIVE", resource), ("MS-FLOW-DELIVERY-FAILED", resource)])
+        );
+        assert_eq!(
+            findings(&plan, &o, &b, "recipe-v3-flow-log-active"),
+            pairs(&[("MS-SOURCE-FLOW-LOG", "flow log fl-designed")])
+        );
+        let results = run_checks(&plan, &o, &b, &emulator_caps());
+        for id in ["flow-log", "recipe-v3-flow-log-active"] {
+            let c = result(&results, id);
+            assert_eq!(c.status, Status::Divergence, "{c:?}");
+            assert_eq!(c.divergences, vec!["flow-log-status-always-active".to_string()]);
+        }
+        // The attributes are still checked on the emulator.
+        o.flow_logs[0].traffic_type = Some("REJECT".into());
+        let results = run_checks(&plan, &o, &b, &emulator_caps());
+        let c = result(&results, "flow-log");
+        assert_eq!(c.status, Status::Fail);
+        assert_eq!(c.findings.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(), vec!["MS-FLOW-TRAFFIC-TYPE"]);
+        assert_eq!(c.divergences, vec!["flow-log-status-always-active".to_string()]);
+    }
+
+    #[test]
+    fn trust_policy_without_a_condition_is_a_confused_deputy() {
+        let plan = recipe();
+        let (mut o, b) = deployed(&plan);
+        let role = &mut o.roles[0];
+        role.trust_policy["Statement"][0].as_object_mut().unwrap().remove("Condition");
+        let role_name = format!("IAM role {}{RUN}", plan.flow_log.as_ref().unwrap().role_name);
+        assert_eq!(findings(&plan, &o, &b, "flow-log"), vec![("MS-ROLE-CONFUSED-DEPUTY".to_string(), role_name)]);
+    }
+
+    #[test]
+    fn delivery_policy_on_every_resource_is_too_broad() {
+        let plan = recipe();
+        let (mut o, b) = deployed(&plan);
+        for doc in o.roles[0].inline_policies.values_mut() {
+            doc["Statement"][0]["Resource"] = serde_json::json!("*");
+        }
+        let role_name = format!("IAM role {}{RUN}", plan.flow_log.as_ref().unwrap().role_name);
+        // One finding per action the flow-log service needs.
+        assert_eq!(
+            findings(&plan, &o, &b, "flow-log"),
+            vec![
+                ("MS-ROLE-POLICY-BROAD".to_string(), role_name.clone()),
+                ("MS-ROLE-POLICY-BROAD".to_string(), role_name)
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_role_policy_and_log_group() {
+        let plan = recipe();
+        let (mut o, b) = deployed(&plan);
+        o.roles[0].inline_policies.clear();
+        o.log_groups.clear();
+        let fl = plan.flow_log.as_ref().unwrap();
+        let role = format!("IAM role {}{RUN}", fl.role_name);
+        let group = format!("log group {}{RUN}", fl.log_group);
+        assert_eq!(
+            findings(&plan, &o, &b, "flow-log"),
+            vec![
+                ("MS-ROLE-POLICY-MISSING".to_string(), role.clone()),
+                ("MS-ROLE-POLICY-MISSING".to_string(), role),
+                ("MS-FLOW-LOG-GROUP-MISSING".to_string(), group),
+            ]
+        );
+        o.roles.clear();
+        let got = findings(&plan, &o, &b, "flow-log");
+        assert_eq!(got[0], ("MS-ROLE-MISSING".to_string(), format!("IAM role {}{RUN}", fl.role_name)));
+    }
+
+    #[test]
+    fn alarm_with_the_wrong_threshold() {
+        let plan = recipe();
+        let (mut o, b) = deployed(&plan);
+        o.alarms[0].threshold = Some(plan.alarm.as_ref().unwrap().threshold + 1.0);
+        let name = format!("alarm {}{RUN}", plan.alarm.as_ref().unwrap().name);
+        assert_eq!(findings(&plan, &o, &b, "alarm"), vec![("MS-ALARM-CONFIG".to_string(), name)]);
+    }
+
+    #[test]
+    fn metric_filter_with_another_pattern_or_metric() {
+        let plan = recipe();
+        let (mut o, b) = deployed(&plan);
+        let f = &mut o.log_groups[0].metric_filters[0];
+        f.pattern = "[..., action=\"ACCEPT\", log_status]".into();
+        f.metrics[0].namespace = "AWS/VPC".into();
+        let name = format!("metric filter {}{RUN}", plan.alarm.as_ref().unwrap().metric_filter_name);
+        assert_eq!(
+            findings(&plan, &o, &b, "alarm"),
+            vec![("MS-ALARM-FILTER-PATTERN".to_string(), name.clone()), ("MS-ALARM-FILTER-METRIC".to_string(), name)]
+        );
+        o.log_groups[0].metric_filters.clear();
+        o.alarms.clear();
+        let got: Vec<String> = findings(&plan, &o, &b, "alarm").into_iter().map(|(id, _)| id).collect();
+        assert_eq!(got, vec!["MS-ALARM-FILTER-MISSING", "MS-ALARM-MISSING"]);
+    }
+
+    #[test]
+    fn route_table_without_the_igw_route() {
+        let plan = recipe();
+        let (mut o, b) = deployed(&plan);
+        let rt = o.route_tables.iter_mut().find(|t| t.id == "rtb-public").unwrap();
+        rt.routes.retain(|r| r.target != "igw-designed");
+        assert_eq!(
+            findings(&plan, &o, &b, "routes"),
+            pairs(&[("MS-RT-ROUTE-MISSING", "route table public (rtb-public)")])
+        );
+        assert_eq!(
+            findings(&plan, &o, &b, "recipe-v4-routes"),
+            pairs(&[("MS-SOURCE-ROUTE", "subnet web (subnet-web)")])
+        );
+    }
+
+    #[test]
+    fn route_table_associations_local_route_and_igw_attachment() {
+        let plan = recipe();
+        let (mut o, b) = deployed(&plan);
+        let rt = o.route_tables.iter_mut().find(|t| t.id == "rtb-public").unwrap();
+        rt.subnet_ids.push("subnet-app".into());
+        rt.routes.retain(|r| r.target != "local");
+        o.internet_gateways[0].attached_vpc_ids.clear();
+        let got = findings(&plan, &o, &b, "routes");
+        let ids: Vec<&str> = got.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids, vec!["MS-IGW-NOT-ATTACHED", "MS-RT-ASSOCIATIONS", "MS-RT-NO-LOCAL"]);
+        assert!(got[0].1.contains("igw-designed"), "{got:?}");
+        assert_eq!(got[1].1, "route table public (rtb-public)");
+    }
+
+    #[test]
+    fn parts_the_plan_leaves_out_are_skipped_with_a_note() {
+        let mut plan = recipe();
+        let (o, b) = deployed(&plan);
+        plan.alarm = None;
+        plan.flow_log = None;
+        plan.source_checks.clear();
+        let results = run_checks(&plan, &o, &b, &Capabilities::aws());
+        for id in ["flow-log", "alarm"] {
+            let c = result(&results, id);
+            assert_eq!(c.status, Status::Skipped, "{c:?}");
+            assert!(!c.note.is_empty());
+        }
+        // The source's own steps come from the spec, not from the engine.
+        assert!(results.iter().all(|c| !c.id.starts_with("recipe-")), "{results:?}");
+    }
+
+    #[test]
+    fn teardown_passes_only_on_an_empty_inventory() {
+        let c = check_teardown(&[]);
+        assert_eq!((c.id.as_str(), c.status, c.findings.len()), ("teardown", Status::Pass, 0));
+        let left =
+            ["vpc vpc-123 (microseg:run-id=ms-test)".to_string(), "IAM role VPCFlowLogsRole-ms-test".to_string()];
+        let c = check_teardown(&left);
+        assert_eq!(c.status, Status::Fail);
+        let got: Vec<(&str, &str)> = c.findings.iter().map(|f| (f.id.as_str(), f.resource.as_str())).collect();
+        assert_eq!(got, vec![("MS-TEARDOWN-LEFTOVER", left[0].as_str()), ("MS-TEARDOWN-LEFTOVER", left[1].as_str())]);
+    }
+
+    #[test]
+    fn intent_fails_when_an_expected_flow_is_blocked_or_a_blocked_one_passes() {
+        let mut plan = recipe();
+        let (mut observed, b) = crate::reach::designed(&plan);
+        // Claim web → app works: the design blocks it, so the check must say so.
+        let flow = plan
+            .intent
+            .iter_mut()
+            .find(|f| {
+                f.to.to_string() == "app"
+                    && f.protocol == crate::model::Protocol::Tcp
+                    && f.ports.map(|p| p.from) == Some(8080)
+            })
+            .unwrap();
+        flow.blocked_by_design = None;
+        let c = intent(&plan, &observed, &b);
+        assert_eq!(c.status, Status::Fail);
+        assert_eq!(c.findings.len(), 1);
+        assert_eq!(c.findings[0].id, "MS-INTENT-BLOCKED");
+        assert_eq!(c.findings[0].resource, "flow web → app tcp/8080");
+        assert!(c.findings[0].found.contains("web NACL ingress"), "{:?}", c.findings[0]);
+        // Open web's NACL to everything: flows the design blocks now pass, and that fails.
+        let plan = recipe();
+        let web = observed.nacls.iter_mut().find(|n| n.id == "acl-web").unwrap();
+        web.entries.insert(
+            0,
+            NaclEntry {
+                rule_number: 1,
+                direction: Direction::Ingress,
+                protocol: crate::model::Protocol::All,
+                ports: None,
+                cidr: "0.0.0.0/0".parse().unwrap(),
+                action: crate::model::RuleAction::Allow,
+            },
+        );
+        let c = intent(&plan, &observed, &b);
+        assert!(
+            c.findings
+                .iter()
+                .any(|f| f.id == "MS-INTENT-UNEXPECTEDLY-ALLOWED" && f.resource == "flow web → app tcp/8080"),
+            "{:?}",
+            c.findings
+        );
+    }
+}

@@ -1,0 +1,1050 @@
+//! From a [`Spec`] to a [`Plan`]: the only way to get a plan is to pass every check.
+//!
+//! Validation runs before any API call and reports *every* problem it finds, each at its
+//! spec path with the file, line and offending value, so one edit can fix them all.
+//! Checked here: CIDRs parse, lie inside the VPC and do not overlap; rule numbers are in
+//! 1..=32766 and unique per NACL and direction; protocols are known; port ranges are
+//! present where needed and not inverted; every zone, NACL and group reference resolves.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::PathBuf;
+
+use ipnet::{IpNet, Ipv4Net};
+use serde::Serialize;
+use toml::Spanned;
+
+use crate::model::{
+    Direction, MAX_USER_RULE_NUMBER, NaclEntry, Peer, PortRange, Protocol, RuleAction, SgRule, default_sg_egress,
+};
+use crate::spec::{DeviationSpec, NaclEntrySpec, PortsSpec, SgRuleSpec, Spec, SpecSource};
+
+/// One thing wrong with a spec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SpecProblem {
+    /// The spec file.
+    pub file: PathBuf,
+    /// 1-based line, where known.
+    pub line: Option<usize>,
+    /// Spec path of the field, e.g. `nacls[dmz].ingress[2].rule`.
+    pub field: String,
+    /// The offending value, as written.
+    pub value: String,
+    /// What is wrong, and what would be right.
+    pub message: String,
+}
+
+impl fmt::Display for SpecProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        write!(f, ": {} = {}: {}", self.field, self.value, self.message)
+    }
+}
+
+/// Every problem found in a spec.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{} problem(s) in {}:\n{}", problems.len(), file.display(), problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+pub struct PlanError {
+    /// The spec file.
+    pub file: PathBuf,
+    /// The problems, in file order.
+    pub problems: Vec<SpecProblem>,
+}
+
+/// A validated scenario, ready to build or to check a deployment against.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// Scenario name.
+    pub scenario: String,
+    /// Title.
+    pub title: String,
+    /// Variant.
+    pub variant: String,
+    /// Where the spec came from.
+    pub spec_file: PathBuf,
+    /// The VPC.
+    pub vpc: PlannedVpc,
+    /// `Name` tag of the internet gateway, if any.
+    pub internet_gateway: Option<String>,
+    /// Zones, in spec order.
+    pub zones: Vec<PlannedZone>,
+    /// NACLs, in spec order.
+    pub nacls: Vec<PlannedNacl>,
+    /// Route tables.
+    pub route_tables: Vec<PlannedRouteTable>,
+    /// Security groups.
+    pub security_groups: Vec<PlannedSecurityGroup>,
+    /// Flow log.
+    pub flow_log: Option<PlannedFlowLog>,
+    /// Alarm.
+    pub alarm: Option<PlannedAlarm>,
+    /// Departures from the source.
+    pub deviations: Vec<DeviationSpec>,
+    /// Flows the design means to allow; all others are meant to be denied.
+    pub intent: Vec<IntendedFlow>,
+    /// The source's own validation steps.
+    pub source_checks: Vec<crate::spec::SourceCheckSpec>,
+}
+
+/// One end of a flow.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlowEnd {
+    /// Anywhere outside the VPC, through the internet gateway.
+    Internet,
+    /// A zone's workloads.
+    Zone(String),
+}
+
+impl fmt::Display for FlowEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FlowEnd::Internet => f.write_str("internet"),
+            FlowEnd::Zone(z) => f.write_str(z),
+        }
+    }
+}
+
+/// A flow the design means to allow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IntendedFlow {
+    /// Who opens the connection.
+    pub from: FlowEnd,
+    /// Who accepts it.
+    pub to: FlowEnd,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Destination ports (TCP/UDP); `None` for every port or a portless protocol.
+    pub ports: Option<PortRange>,
+    /// Why, from the source.
+    pub why: Option<String>,
+    /// Why the design blocks it, when it does (an expected finding).
+    pub blocked_by_design: Option<String>,
+}
+
+/// The VPC.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedVpc {
+    /// CIDR.
+    pub cidr: Ipv4Net,
+    /// Base `Name` tag.
+    pub name: String,
+    /// Extra tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A zone.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedZone {
+    /// Logical name.
+    pub name: String,
+    /// Subnet CIDR.
+    pub cidr: Ipv4Net,
+    /// AZ suffix.
+    pub az_suffix: String,
+    /// Subnet `Name` tag.
+    pub subnet_name: String,
+    /// Logical NACL name.
+    pub nacl: String,
+    /// Extra tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A NACL with its entries sorted by direction, then rule number.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedNacl {
+    /// Logical name.
+    pub name: String,
+    /// `Name` tag.
+    pub tag_name: String,
+    /// Extra tags.
+    pub tags: BTreeMap<String, String>,
+    /// Entries (no implicit default deny).
+    pub entries: Vec<NaclEntry>,
+}
+
+impl PlannedNacl {
+    /// Entries of one direction, in evaluation order.
+    pub fn entries(&self, direction: Direction) -> impl Iterator<Item = &NaclEntry> {
+        self.entries.iter().filter(move |e| e.direction == direction)
+    }
+}
+
+/// Where a route sends traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RouteTarget {
+    /// The VPC's internet gateway.
+    InternetGateway,
+}
+
+/// A route table.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedRouteTable {
+    /// Logical name.
+    pub name: String,
+    /// `Name` tag.
+    pub tag_name: String,
+    /// Zones associated.
+    pub zones: Vec<String>,
+    /// Routes besides `local`.
+    pub routes: Vec<(Ipv4Net, RouteTarget)>,
+}
+
+/// A security group with its expected rules (peers by logical name).
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedSecurityGroup {
+    /// Logical name.
+    pub name: String,
+    /// Base `GroupName`.
+    pub group_name: String,
+    /// Description.
+    pub description: String,
+    /// Member zone.
+    pub zone: String,
+    /// Extra tags.
+    pub tags: BTreeMap<String, String>,
+    /// Rules to authorise, without the default egress.
+    pub rules: Vec<SgRule>,
+    /// Whether the default allow-all egress stays.
+    pub keep_default_egress: bool,
+}
+
+impl PlannedSecurityGroup {
+    /// Every rule the group must end up with, the default egress included when kept.
+    pub fn expected_rules(&self) -> Vec<SgRule> {
+        let mut rules = self.rules.clone();
+        if self.keep_default_egress {
+            rules.push(default_sg_egress());
+        }
+        rules.sort();
+        rules.dedup();
+        rules
+    }
+}
+
+/// The flow log.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedFlowLog {
+    /// `ALL`, `ACCEPT` or `REJECT`.
+    pub traffic_type: String,
+    /// Base log group name.
+    pub log_group: String,
+    /// Retention in days.
+    pub retention_days: Option<i32>,
+    /// Base role name.
+    pub role_name: String,
+    /// Inline policy name.
+    pub role_policy_name: String,
+}
+
+/// The alarm and its metric filter.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedAlarm {
+    /// Base alarm name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Base metric filter name.
+    pub metric_filter_name: String,
+    /// Filter pattern.
+    pub filter_pattern: String,
+    /// Metric value.
+    pub metric_value: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Metric name.
+    pub metric_name: String,
+    /// Statistic.
+    pub statistic: String,
+    /// Period, seconds.
+    pub period: i32,
+    /// Evaluation periods.
+    pub evaluation_periods: i32,
+    /// Threshold.
+    pub threshold: f64,
+    /// Comparison operator.
+    pub comparison: String,
+}
+
+const TRAFFIC_TYPES: &[&str] = &["ALL", "ACCEPT", "REJECT"];
+const STATISTICS: &[&str] = &["SampleCount", "Average", "Sum", "Minimum", "Maximum"];
+const COMPARISONS: &[&str] =
+    &["GreaterThanOrEqualToThreshold", "GreaterThanThreshold", "LessThanThreshold", "LessThanOrEqualToThreshold"];
+const LOG_RETENTION_DAYS: &[i32] =
+    &[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653];
+
+/// Collects problems while walking a spec.
+struct Checker<'a> {
+    source: &'a SpecSource,
+    problems: Vec<SpecProblem>,
+}
+
+impl Checker<'_> {
+    fn problem(
+        &mut self,
+        offset: Option<usize>,
+        field: impl Into<String>,
+        value: impl fmt::Display,
+        message: impl Into<String>,
+    ) {
+        self.problems.push(SpecProblem {
+            file: self.source.path.clone(),
+            line: offset.map(|o| self.source.line_of(o)),
+            field: field.into(),
+            value: value.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn ipv4(&mut self, at: usize, field: &str, text: &str) -> Option<Ipv4Net> {
+        match text.parse::<Ipv4Net>() {
+            Ok(net) if net.network() == net.addr() => Some(net),
+            Ok(net) => {
+                self.problem(
+                    Some(at),
+                    field,
+                    format!("{text:?}"),
+                    format!("host bits set; did you mean {}?", net.trunc()),
+                );
+                None
+            }
+            Err(_) => {
+                self.problem(Some(at), field, format!("{text:?}"), "not an IPv4 CIDR block (e.g. 10.0.1.0/24)");
+                None
+            }
+        }
+    }
+
+    fn protocol(&mut self, at: usize, field: &str, text: &str) -> Option<Protocol> {
+        let p = Protocol::parse(text);
+        if p.is_none() {
+            self.problem(
+                Some(at),
+                field,
+                format!("{text:?}"),
+                "unknown protocol; use tcp, udp, icmp, all (-1) or a number 0-255",
+            );
+        }
+        p
+    }
+
+    fn ports(
+        &mut self,
+        at: usize,
+        field: &str,
+        protocol: Protocol,
+        ports: Option<&PortsSpec>,
+    ) -> Option<Option<PortRange>> {
+        match (protocol.has_ports(), ports) {
+            (true, None) => {
+                self.problem(Some(at), field, "(missing)", format!("{protocol} rules need a port range"));
+                None
+            }
+            (false, Some(p)) => {
+                self.problem(Some(at), field, p, format!("{protocol} rules take no port range; remove it"));
+                None
+            }
+            (false, None) => Some(None),
+            (true, Some(p)) => {
+                let parsed = match p {
+                    PortsSpec::Number(n) => u16::try_from(*n).ok().map(PortRange::single),
+                    PortsSpec::Text(t) => PortRange::parse(t),
+                };
+                if parsed.is_none() {
+                    self.problem(
+                        Some(at),
+                        field,
+                        p,
+                        "not a port or an ascending range within 0-65535 (e.g. 443 or \"1024-65535\")",
+                    );
+                }
+                parsed.map(Some)
+            }
+        }
+    }
+}
+
+impl Plan {
+    /// Validates a spec; on success the plan holds only checked values.
+    pub fn from_spec(spec: &Spec, source: &SpecSource) -> Result<Plan, PlanError> {
+        let mut c = Checker { source, problems: Vec::new() };
+
+        let vpc_cidr = c.ipv4(spec.vpc.cidr.span().start, "vpc.cidr", spec.vpc.cidr.get_ref());
+
+        // Zones: CIDRs inside the VPC, not overlapping, names unique.
+        let nacl_names: BTreeSet<&str> = spec.nacls.iter().map(|n| n.get_ref().name.as_str()).collect();
+        let mut zones = Vec::new();
+        let mut seen_zone = BTreeSet::new();
+        for (i, z) in spec.zones.iter().enumerate() {
+            let at = z.span().start;
+            let zone = z.get_ref();
+            let field = format!("zones[{}]", zone.name);
+            if !seen_zone.insert(zone.name.as_str()) {
+                c.problem(Some(at), format!("zones[{i}].name"), format!("{:?}", zone.name), "duplicate zone name");
+            }
+            let cidr = c.ipv4(at, &format!("{field}.cidr"), &zone.cidr);
+            if let (Some(cidr), Some(vpc)) = (cidr, vpc_cidr)
+                && !vpc.contains(&cidr)
+            {
+                c.problem(
+                    Some(at),
+                    format!("{field}.cidr"),
+                    format!("{:?}", zone.cidr),
+                    format!("outside the VPC's {vpc}"),
+                );
+            }
+            if let Some(cidr) = cidr {
+                for other in &zones {
+                    let other: &PlannedZone = other;
+                    if other.cidr.contains(&cidr) || cidr.contains(&other.cidr) {
+                        c.problem(
+                            Some(at),
+                            format!("{field}.cidr"),
+                            format!("{:?}", zone.cidr),
+                            format!("overlaps zone {:?} ({})", other.name, other.cidr),
+                        );
+                    }
+                }
+            }
+            let nacl = match &zone.nacl {
+                None => {
+                    c.problem(
+                        Some(at),
+                        format!("{field}.nacl"),
+                        "(missing)",
+                        "every zone needs a NACL; name one from [[nacls]]",
+                    );
+                    String::new()
+                }
+                Some(n) if !nacl_names.contains(n.as_str()) => {
+                    c.problem(
+                        Some(at),
+                        format!("{field}.nacl"),
+                        format!("{n:?}"),
+                        format!("no NACL of that name; known: {}", join(&nacl_names)),
+                    );
+                    n.clone()
+                }
+                Some(n) => n.clone(),
+            };
+            if zone.az.is_empty() || !zone.az.chars().all(|ch| ch.is_ascii_lowercase()) {
+                c.problem(Some(at), format!("{field}.az"), format!("{:?}", zone.az), "an AZ suffix such as \"a\"");
+            }
+            if let Some(cidr) = cidr {
+                zones.push(PlannedZone {
+                    name: zone.name.clone(),
+                    cidr,
+                    az_suffix: zone.az.clone(),
+                    subnet_name: zone.subnet_name.clone(),
+                    nacl,
+                    tags: zone.tags.clone(),
+                });
+            }
+        }
+        let zone_names: BTreeSet<&str> = spec.zones.iter().map(|z| z.get_ref().name.as_str()).collect();
+        if spec.zones.is_empty() {
+            c.problem(None, "zones", "[]", "a scenario needs at least one zone");
+        }
+
+        // NACLs: entries valid, rule numbers unique per direction.
+        let mut nacls = Vec::new();
+        let mut seen_nacl = BTreeSet::new();
+        for n in &spec.nacls {
+            let nacl = n.get_ref();
+            if !seen_nacl.insert(nacl.name.as_str()) {
+                c.problem(Some(n.span().start), "nacls.name", format!("{:?}", nacl.name), "duplicate NACL name");
+            }
+            let mut entries = Vec::new();
+            for (direction, list) in [(Direction::Ingress, &nacl.ingress), (Direction::Egress, &nacl.egress)] {
+                let mut numbers = BTreeMap::new();
+                for (i, e) in list.iter().enumerate() {
+                    let field = format!("nacls[{}].{direction}[{i}]", nacl.name);
+                    // Duplicates are judged on the raw number, so an entry with another
+                    // error still counts as taking its number.
+                    let duplicate = numbers.insert(e.get_ref().rule, i);
+                    if let Some(first) = duplicate {
+                        c.problem(
+                            Some(e.span().start),
+                            format!("{field}.rule"),
+                            e.get_ref().rule,
+                            format!("duplicate rule number in {direction}; {direction}[{first}] has it already"),
+                        );
+                    }
+                    if let Some(entry) = nacl_entry(&mut c, e, &field, direction)
+                        && duplicate.is_none()
+                    {
+                        entries.push(entry);
+                    }
+                }
+            }
+            entries.sort_by_key(|e| (e.direction, e.rule_number));
+            nacls.push(PlannedNacl {
+                name: nacl.name.clone(),
+                tag_name: nacl.tag_name.clone(),
+                tags: nacl.tags.clone(),
+                entries,
+            });
+        }
+
+        // Route tables.
+        let mut route_tables = Vec::new();
+        for r in &spec.route_tables {
+            let at = r.span().start;
+            let rt = r.get_ref();
+            for z in &rt.zones {
+                if !zone_names.contains(z.as_str()) {
+                    c.problem(
+                        Some(at),
+                        format!("route_tables[{}].zones", rt.name),
+                        format!("{z:?}"),
+                        format!("no zone of that name; known: {}", join(&zone_names)),
+                    );
+                }
+            }
+            let mut routes = Vec::new();
+            for (i, route) in rt.routes.iter().enumerate() {
+                let field = format!("route_tables[{}].routes[{i}]", rt.name);
+                let dest = c.ipv4(at, &format!("{field}.destination"), &route.destination);
+                let target = match route.target.as_str() {
+                    "internet-gateway" if spec.internet_gateway.is_some() => Some(RouteTarget::InternetGateway),
+                    "internet-gateway" => {
+                        c.problem(
+                            Some(at),
+                            format!("{field}.target"),
+                            "\"internet-gateway\"",
+                            "the scenario has no [internet_gateway]",
+                        );
+                        None
+                    }
+                    other => {
+                        c.problem(
+                            Some(at),
+                            format!("{field}.target"),
+                            format!("{other:?}"),
+                            "unknown route target; use \"internet-gateway\"",
+                        );
+                        None
+                    }
+                };
+                if let (Some(d), Some(t)) = (dest, target) {
+                    routes.push((d, t));
+                }
+            }
+            route_tables.push(PlannedRouteTable {
+                name: rt.name.clone(),
+                tag_name: rt.tag_name.clone(),
+                zones: rt.zones.clone(),
+                routes,
+            });
+        }
+
+        // Security groups: references resolve.
+        let group_names: BTreeSet<&str> = spec.security_groups.iter().map(|g| g.get_ref().name.as_str()).collect();
+        let mut security_groups = Vec::new();
+        let mut seen_group = BTreeSet::new();
+        for g in &spec.security_groups {
+            let sg = g.get_ref();
+            let field = format!("security_groups[{}]", sg.name);
+            if !seen_group.insert(sg.name.as_str()) {
+                c.problem(
+                    Some(g.span().start),
+                    format!("{field}.name"),
+                    format!("{:?}", sg.name),
+                    "duplicate security group name",
+                );
+            }
+            if !zone_names.contains(sg.zone.as_str()) {
+                c.problem(
+                    Some(g.span().start),
+                    format!("{field}.zone"),
+                    format!("{:?}", sg.zone),
+                    format!("no zone of that name; known: {}", join(&zone_names)),
+                );
+            }
+            let mut rules = Vec::new();
+            for (direction, list) in [(Direction::Ingress, &sg.ingress), (Direction::Egress, &sg.egress)] {
+                for (i, r) in list.iter().enumerate() {
+                    let field = format!("{field}.{direction}[{i}]");
+                    if let Some(rule) = sg_rule(&mut c, r, &field, direction, &group_names) {
+                        rules.push(rule);
+                    }
+                }
+            }
+            security_groups.push(PlannedSecurityGroup {
+                name: sg.name.clone(),
+                group_name: sg.group_name.clone(),
+                description: sg.description.clone(),
+                zone: sg.zone.clone(),
+                tags: sg.tags.clone(),
+                rules,
+                keep_default_egress: sg.keep_default_egress,
+            });
+        }
+
+        let flow_log = spec.flow_log.as_ref().map(|f| {
+            let at = f.span().start;
+            let fl = f.get_ref();
+            if !TRAFFIC_TYPES.contains(&fl.traffic_type.as_str()) {
+                c.problem(
+                    Some(at),
+                    "flow_log.traffic_type",
+                    format!("{:?}", fl.traffic_type),
+                    "one of ALL, ACCEPT, REJECT",
+                );
+            }
+            if let Some(days) = fl.retention_days
+                && !LOG_RETENTION_DAYS.contains(&days)
+            {
+                c.problem(
+                    Some(at),
+                    "flow_log.retention_days",
+                    days,
+                    format!("CloudWatch Logs accepts only {LOG_RETENTION_DAYS:?}"),
+                );
+            }
+            PlannedFlowLog {
+                traffic_type: fl.traffic_type.clone(),
+                log_group: fl.log_group.clone(),
+                retention_days: fl.retention_days,
+                role_name: fl.role_name.clone(),
+                role_policy_name: fl.role_policy_name.clone(),
+            }
+        });
+
+        let alarm = spec.alarm.as_ref().map(|a| {
+            let at = a.span().start;
+            let al = a.get_ref();
+            if spec.flow_log.is_none() {
+                c.problem(
+                    Some(at),
+                    "alarm",
+                    "[alarm]",
+                    "the alarm's metric filter reads the flow-log group; add [flow_log]",
+                );
+            }
+            if !STATISTICS.contains(&al.statistic.as_str()) {
+                c.problem(Some(at), "alarm.statistic", format!("{:?}", al.statistic), format!("one of {STATISTICS:?}"));
+            }
+            if !COMPARISONS.contains(&al.comparison.as_str()) {
+                c.problem(
+                    Some(at),
+                    "alarm.comparison",
+                    format!("{:?}", al.comparison),
+                    format!("one of {COMPARISONS:?}"),
+                );
+            }
+            if al.period < 10
+                || (al.period >= 60 && al.period % 60 != 0)
+                || (al.period < 60 && ![10, 20, 30].contains(&al.period))
+            {
+                c.problem(Some(at), "alarm.period", al.period, "10, 20, 30 or a multiple of 60 seconds");
+            }
+            if al.evaluation_periods < 1 {
+                c.problem(Some(at), "alarm.evaluation_periods", al.evaluation_periods, "at least 1");
+            }
+            PlannedAlarm {
+                name: al.name.clone(),
+                description: al.description.clone(),
+                metric_filter_name: al.metric_filter_name.clone(),
+                filter_pattern: al.filter_pattern.clone(),
+                metric_value: al.metric_value.clone(),
+                namespace: al.namespace.clone(),
+                metric_name: al.metric_name.clone(),
+                statistic: al.statistic.clone(),
+                period: al.period,
+                evaluation_periods: al.evaluation_periods,
+                threshold: al.threshold,
+                comparison: al.comparison.clone(),
+            }
+        });
+
+        let mut intent = Vec::new();
+        for (i, f) in spec.intent.iter().enumerate() {
+            let at = f.span().start;
+            let flow = f.get_ref();
+            let field = format!("intent[{i}]");
+            let mut end = |name: &str, which: &str| -> Option<FlowEnd> {
+                if name == "internet" {
+                    Some(FlowEnd::Internet)
+                } else if zone_names.contains(name) {
+                    Some(FlowEnd::Zone(name.to_string()))
+                } else {
+                    c.problem(
+                        Some(at),
+                        format!("{field}.{which}"),
+                        format!("{name:?}"),
+                        format!("no zone of that name (nor \"internet\"); known: {}", join(&zone_names)),
+                    );
+                    None
+                }
+            };
+            let (from, to) = (end(&flow.from, "from"), end(&flow.to, "to"));
+            let protocol = c.protocol(at, &format!("{field}.protocol"), &flow.protocol);
+            let ports = protocol.and_then(|p| c.ports(at, &format!("{field}.ports"), p, flow.ports.as_ref()));
+            if let (Some(from), Some(to), Some(protocol), Some(ports)) = (from, to, protocol, ports) {
+                intent.push(IntendedFlow {
+                    from,
+                    to,
+                    protocol,
+                    ports,
+                    why: flow.why.clone(),
+                    blocked_by_design: flow.blocked_by_design.clone(),
+                });
+            }
+        }
+
+        let nacl_set: BTreeSet<&str> = spec.nacls.iter().map(|n| n.get_ref().name.as_str()).collect();
+        for (i, sc) in spec.source_checks.iter().enumerate() {
+            let at = Some(sc.span().start);
+            let check = sc.get_ref();
+            let field = format!("source_checks[{i}]");
+            let needs: &[&str] = match check.kind.as_str() {
+                "nacl-associations" => &["nacl", "zone"],
+                "group-references" => &["group"],
+                "flow-log-active" => &[],
+                "routes" => &["zone"],
+                "nacl-order" => &["nacl"],
+                other => {
+                    c.problem(
+                        at,
+                        format!("{field}.kind"),
+                        format!("{other:?}"),
+                        "one of nacl-associations, group-references, flow-log-active, routes, nacl-order",
+                    );
+                    &[]
+                }
+            };
+            for (name, value, known) in [
+                ("zone", &check.zone, &zone_names),
+                ("nacl", &check.nacl, &nacl_set),
+                ("group", &check.group, &group_names),
+            ] {
+                match value {
+                    Some(v) if !known.contains(v.as_str()) => c.problem(
+                        at,
+                        format!("{field}.{name}"),
+                        format!("{v:?}"),
+                        format!("no {name} of that name; known: {}", join(known)),
+                    ),
+                    None if needs.contains(&name) => c.problem(
+                        at,
+                        format!("{field}.{name}"),
+                        "(missing)",
+                        format!("a {} check needs a {name}", check.kind),
+                    ),
+                    _ => {}
+                }
+            }
+            for r in &check.references {
+                if !group_names.contains(r.as_str()) {
+                    c.problem(
+                        at,
+                        format!("{field}.references"),
+                        format!("{r:?}"),
+                        format!("no security group of that name; known: {}", join(&group_names)),
+                    );
+                }
+            }
+            for t in &check.targets {
+                if t != "local" && t != "internet-gateway" {
+                    c.problem(at, format!("{field}.targets"), format!("{t:?}"), "local or internet-gateway");
+                }
+            }
+        }
+
+        if !c.problems.is_empty() {
+            c.problems.sort_by_key(|p| p.line.unwrap_or(0));
+            return Err(PlanError { file: source.path.clone(), problems: c.problems });
+        }
+        Ok(Plan {
+            scenario: spec.scenario.name.clone(),
+            title: spec.scenario.title.clone(),
+            variant: spec.scenario.variant.clone(),
+            spec_file: source.path.clone(),
+            vpc: PlannedVpc {
+                cidr: vpc_cidr.expect("no problems means the VPC CIDR parsed"),
+                name: spec.vpc.name.clone(),
+                tags: spec.vpc.tags.clone(),
+            },
+            internet_gateway: spec.internet_gateway.as_ref().map(|i| i.name.clone()),
+            zones,
+            nacls,
+            route_tables,
+            security_groups,
+            flow_log,
+            alarm,
+            deviations: spec.deviations.clone(),
+            intent,
+            source_checks: spec.source_checks.iter().map(|s| s.get_ref().clone()).collect(),
+        })
+    }
+
+    /// The zone of a logical name.
+    pub fn zone(&self, name: &str) -> Option<&PlannedZone> {
+        self.zones.iter().find(|z| z.name == name)
+    }
+
+    /// The NACL of a logical name.
+    pub fn nacl(&self, name: &str) -> Option<&PlannedNacl> {
+        self.nacls.iter().find(|n| n.name == name)
+    }
+
+    /// The security group of a logical name.
+    pub fn security_group(&self, name: &str) -> Option<&PlannedSecurityGroup> {
+        self.security_groups.iter().find(|g| g.name == name)
+    }
+}
+
+fn nacl_entry(c: &mut Checker<'_>, e: &Spanned<NaclEntrySpec>, field: &str, direction: Direction) -> Option<NaclEntry> {
+    let at = e.span().start;
+    let entry = e.get_ref();
+    let mut ok = true;
+    if !(1..=i64::from(MAX_USER_RULE_NUMBER)).contains(&entry.rule) {
+        c.problem(
+            Some(at),
+            format!("{field}.rule"),
+            entry.rule,
+            format!("rule numbers run from 1 to {MAX_USER_RULE_NUMBER}"),
+        );
+        ok = false;
+    }
+    let protocol = c.protocol(at, &format!("{field}.protocol"), &entry.protocol);
+    let ports = protocol.and_then(|p| c.ports(at, &format!("{field}.ports"), p, entry.ports.as_ref()));
+    let cidr = match entry.cidr.parse::<IpNet>() {
+        Ok(net) => Some(net),
+        Err(_) => {
+            c.problem(
+                Some(at),
+                format!("{field}.cidr"),
+                format!("{:?}", entry.cidr),
+                "not a CIDR block (e.g. 0.0.0.0/0)",
+            );
+            None
+        }
+    };
+    let action = match entry.action.as_str() {
+        "allow" => Some(RuleAction::Allow),
+        "deny" => Some(RuleAction::Deny),
+        other => {
+            c.problem(Some(at), format!("{field}.action"), format!("{other:?}"), "allow or deny");
+            None
+        }
+    };
+    if !ok {
+        return None;
+    }
+    Some(NaclEntry {
+        rule_number: entry.rule as i32,
+        direction,
+        protocol: protocol?,
+        ports: ports?,
+        cidr: cidr?,
+        action: action?,
+    })
+}
+
+fn sg_rule(
+    c: &mut Checker<'_>,
+    r: &Spanned<SgRuleSpec>,
+    field: &str,
+    direction: Direction,
+    groups: &BTreeSet<&str>,
+) -> Option<SgRule> {
+    let at = r.span().start;
+    let rule = r.get_ref();
+    let protocol = c.protocol(at, &format!("{field}.protocol"), &rule.protocol);
+    let ports = protocol.and_then(|p| c.ports(at, &format!("{field}.ports"), p, rule.ports.as_ref()));
+    let peer = match (&rule.cidr, &rule.group) {
+        (Some(cidr), None) => match cidr.parse::<IpNet>() {
+            Ok(net) => Some(Peer::Cidr(net)),
+            Err(_) => {
+                c.problem(Some(at), format!("{field}.cidr"), format!("{cidr:?}"), "not a CIDR block");
+                None
+            }
+        },
+        (None, Some(g)) if groups.contains(g.as_str()) => Some(Peer::Group(g.clone())),
+        (None, Some(g)) => {
+            c.problem(
+                Some(at),
+                format!("{field}.group"),
+                format!("{g:?}"),
+                format!("no security group of that name; known: {}", join(groups)),
+            );
+            None
+        }
+        (Some(_), Some(_)) => {
+            c.problem(Some(at), field.to_string(), "cidr and group", "give exactly one of cidr and group");
+            None
+        }
+        (None, None) => {
+            c.problem(Some(at), field.to_string(), "(no peer)", "give exactly one of cidr and group");
+            None
+        }
+    };
+    Some(SgRule { direction, protocol: protocol?, ports: ports?, peer: peer? })
+}
+
+fn join(names: &BTreeSet<&str>) -> String {
+    names.iter().copied().collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec;
+
+    fn plan_of(text: &str) -> Result<Plan, PlanError> {
+        let (spec, source) = spec::parse(SpecSource { path: "t.toml".into(), text: text.into() }).expect("parses");
+        Plan::from_spec(&spec, &source)
+    }
+
+    const BASE: &str = r#"
+[scenario]
+name = "t"
+title = "t"
+[vpc]
+cidr = "10.0.0.0/16"
+name = "v"
+[[zones]]
+name = "a"
+cidr = "10.0.1.0/24"
+subnet_name = "a"
+nacl = "a"
+[[nacls]]
+name = "a"
+tag_name = "a"
+"#;
+
+    #[test]
+    fn builtin_recipe_plans_with_six_zones() {
+        let (spec, source) = spec::load("recipe").unwrap();
+        let plan = Plan::from_spec(&spec, &source).unwrap();
+        assert_eq!(plan.zones.len(), 6);
+        assert_eq!(plan.nacls.len(), 6);
+        assert_eq!(plan.security_groups.len(), 5);
+    }
+
+    #[test]
+    fn each_problem_names_file_line_field_and_value() {
+        let text = format!(
+            "{BASE}ingress = [\n  {{ rule = 0, protocol = \"tcp\", ports = 80, cidr = \"0.0.0.0/0\", action = \"allow\" }},\n]\n"
+        );
+        let err = plan_of(&text).unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{err}");
+        let p = &err.problems[0];
+        assert_eq!(p.file, PathBuf::from("t.toml"));
+        assert_eq!(p.line, Some(17), "line 1 is BASE's leading blank line");
+        assert_eq!(p.field, "nacls[a].ingress[0].rule");
+        assert_eq!(p.value, "0");
+    }
+
+    #[test]
+    fn all_problems_are_reported_at_once() {
+        let text = format!(
+            "{BASE}ingress = [\n  {{ rule = 40000, protocol = \"tcp\", ports = \"443-80\", cidr = \"0.0.0.0/0\", action = \"allow\" }},\n  {{ rule = 100, protocol = \"smtp\", cidr = \"0.0.0.0/0\", action = \"allow\" }},\n  {{ rule = 100, protocol = \"udp\", ports = 53, cidr = \"0.0.0.0/0\", action = \"allow\" }},\n]\n[[zones]]\nname = \"b\"\ncidr = \"10.0.1.128/25\"\nsubnet_name = \"b\"\nnacl = \"z\"\n"
+        );
+        let err = plan_of(&text).unwrap_err();
+        let fields: Vec<&str> = err.problems.iter().map(|p| p.field.as_str()).collect();
+        assert!(fields.contains(&"nacls[a].ingress[0].rule"), "{err}");
+        assert!(fields.contains(&"nacls[a].ingress[0].ports"), "{err}");
+        assert!(fields.contains(&"nacls[a].ingress[1].protocol"), "{err}");
+        assert!(fields.contains(&"nacls[a].ingress[2].rule"), "{err}");
+        assert!(fields.contains(&"zones[b].cidr"), "overlap: {err}");
+        assert!(fields.contains(&"zones[b].nacl"), "unknown nacl: {err}");
+    }
+
+    #[test]
+    fn cidr_outside_vpc_and_unknown_group_are_caught() {
+        let text = format!(
+            "{BASE}[[zones]]\nname = \"b\"\ncidr = \"192.168.0.0/24\"\nsubnet_name = \"b\"\nnacl = \"a\"\n[[security_groups]]\nname = \"g\"\ngroup_name = \"g\"\ndescription = \"d\"\nzone = \"a\"\ningress = [{{ protocol = \"tcp\", ports = 22, group = \"nope\" }}]\n"
+        );
+        let err = plan_of(&text).unwrap_err();
+        let msgs = err.to_string();
+        assert!(msgs.contains("zones[b].cidr = \"192.168.0.0/24\": outside the VPC's 10.0.0.0/16"), "{msgs}");
+        assert!(msgs.contains("security_groups[g].ingress[0].group = \"nope\""), "{msgs}");
+    }
+}
+
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::spec::{self, BUILTIN_SCENARIOS};
+
+    /// One edit of the recipe's text: at a position, delete some bytes and insert some
+    /// text drawn from what TOML and the spec's values are made of.
+    fn edit() -> impl Strategy<Value = (usize, usize, String)> {
+        let pieces = prop::sample::select(vec![
+            "",
+            "\"",
+            "=",
+            "[",
+            "]",
+            "{",
+            "}",
+            ",",
+            "\n",
+            "-",
+            ".",
+            "/",
+            "0",
+            "9",
+            "32767",
+            "-1",
+            "65536",
+            "tcp",
+            "icmp",
+            "all",
+            "allow",
+            "deny",
+            "10.0.0.0/8",
+            "0.0.0.0/0",
+            "300.1.2.3/33",
+            "ports",
+            "group",
+            "cidr",
+            "#",
+            "[[nacls]]",
+            "[[zones]]",
+            "\u{00e9}",
+        ]);
+        (any::<usize>(), 0usize..12, prop::collection::vec(pieces, 0..4).prop_map(|v| v.concat()))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Whatever the text, loading and planning end in a plan or in errors that name
+        /// the file, never in a panic.
+        #[test]
+        fn mangled_specs_never_panic(edits in prop::collection::vec(edit(), 1..6)) {
+            let mut text = BUILTIN_SCENARIOS[0].1.to_string();
+            for (at, delete, insert) in edits {
+                let mut at = at % (text.len() + 1);
+                while !text.is_char_boundary(at) {
+                    at -= 1;
+                }
+                let mut end = (at + delete).min(text.len());
+                while !text.is_char_boundary(end) {
+                    end += 1;
+                }
+                text.replace_range(at..end, &insert);
+            }
+            let source = SpecSource { path: "fuzz.toml".into(), text };
+            match spec::parse(source) {
+                Ok((spec, source)) => {
+                    if let Err(e) = Plan::from_spec(&spec, &source) {
+                        prop_assert!(!e.problems.is_empty());
+                        prop_assert!(e.problems.iter().all(|p| p.file.as_os_str() == "fuzz.toml"));
+                    }
+                }
+                Err(e) => prop_assert!(e.to_string().starts_with("fuzz.toml:")),
+            }
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! Reports of a run for people (text) and machines (JSON).
+//!
+//! The JSON document is versioned (`schema_version`); a field is never renamed or removed
+//! without a bump.
+
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::checks::{CheckResult, Status};
+use crate::run::{Interruption, RunReport};
+use crate::teardown::Outcome;
+use crate::validate::ValidateReport;
+
+/// Version of the JSON report's schema.
+pub const REPORT_SCHEMA_VERSION: u32 = 1;
+
+/// The JSON report: the run report plus its schema version.
+#[derive(Debug, Serialize)]
+pub struct JsonReport<'a> {
+    /// [`REPORT_SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// microseg's version.
+    pub microseg_version: &'static str,
+    /// Exit code the run deserves.
+    pub exit_code: i32,
+    /// The run.
+    #[serde(flatten)]
+    pub run: &'a RunReport,
+}
+
+/// The run as pretty JSON.
+pub fn json(report: &RunReport) -> String {
+    serde_json::to_string_pretty(&JsonReport {
+        schema_version: REPORT_SCHEMA_VERSION,
+        microseg_version: env!("CARGO_PKG_VERSION"),
+        exit_code: report.exit_code(),
+        run: report,
+    })
+    .expect("report serialises")
+}
+
+fn status_word(s: Status) -> &'static str {
+    match s {
+        Status::Pass => "pass",
+        Status::Fail => "FAIL",
+        Status::Divergence => "divergence",
+        Status::Skipped => "skipped",
+    }
+}
+
+/// The table of checks and the findings under it, shared by `run` and `validate`.
+pub fn checks_table(checks: &[CheckResult]) -> String {
+    let mut out = String::new();
+    let width = checks.iter().map(|c| c.id.len()).max().unwrap_or(5).max(5);
+    let _ = writeln!(out, "\n{:<width$}  {:<10}  DETAIL", "CHECK", "STATUS");
+    for c in checks {
+        let detail = match c.status {
+            Status::Fail => format!("{} finding(s)", c.findings.len()),
+            Status::Divergence => {
+                format!("all else matched; not decidable on this target: {}", c.divergences.join(", "))
+            }
+            _ => c.note.clone(),
+        };
+        let _ = writeln!(out, "{:<width$}  {:<10}  {}", c.id, status_word(c.status), detail);
+    }
+    let findings: Vec<_> = checks.iter().flat_map(|c| c.findings.iter().map(move |f| (c, f))).collect();
+    if !findings.is_empty() {
+        let _ = writeln!(out, "\nFindings:");
+        for (c, f) in findings {
+            let _ = writeln!(
+                out,
+                "  [{}] {} ({})\n      expected: {}\n      found:    {}",
+                f.id, f.resource, c.id, f.expected, f.found
+            );
+        }
+    }
+    out
+}
+
+/// Counts per status, as the verdict line gives them.
+fn tally(checks: &[CheckResult]) -> String {
+    let count = |s: Status| checks.iter().filter(|c| c.status == s).count();
+    format!(
+        "{} passed, {} failed, {} not decidable on this target, {} skipped",
+        count(Status::Pass),
+        count(Status::Fail),
+        count(Status::Divergence),
+        count(Status::Skipped)
+    )
+}
+
+/// The gate's verdict as text.
+pub fn validate_text(report: &ValidateReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "microseg validate · scenario {} ({}) · {}", report.scenario, report.variant, report.source);
+    if !report.capabilities.divergences.is_empty() {
+        let ids: Vec<&str> = report.capabilities.divergences.iter().map(|d| d.id()).collect();
+        let _ = writeln!(out, "target divergences from AWS: {}", ids.join(", "));
+    }
+    out.push_str(&checks_table(&report.checks));
+    let verdict = if report.exit_code() == 0 { "PASS" } else { "FAIL" };
+    let _ = writeln!(out, "verdict: {verdict} ({})", tally(&report.checks));
+    out
+}
+
+/// The gate's verdict as versioned JSON.
+pub fn validate_json(report: &ValidateReport) -> String {
+    serde_json::to_string_pretty(&serde_json::json!({
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "microseg_version": env!("CARGO_PKG_VERSION"),
+        "exit_code": report.exit_code(),
+        "validate": report,
+    }))
+    .expect("report serialises")
+}
+
+/// The run as a table and a verdict, for terminals and logs.
+pub fn text(report: &RunReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "microseg run {} · scenario {} ({}) · {}",
+        report.run_id, report.scenario, report.variant, report.target
+    );
+    if !report.capabilities.divergences.is_empty() {
+        let ids: Vec<&str> = report.capabilities.divergences.iter().map(|d| d.id()).collect();
+        let _ = writeln!(out, "target divergences from AWS: {}", ids.join(", "));
+    }
+    if let Some(i) = &report.interruption {
+        let _ = match i {
+            Interruption::Error(e) => writeln!(out, "\nrun stopped early: {e}"),
+            Interruption::Panic(p) => writeln!(out, "\nrun stopped early by a panic: {p}"),
+            Interruption::CtrlC => writeln!(out, "\nrun interrupted by Ctrl-C"),
+        };
+    }
+    out.push_str(&checks_table(&report.checks));
+    if let Some(td) = &report.teardown {
+        let failed: Vec<_> = td
+            .outcomes
+            .iter()
+            .filter_map(|(i, o)| match o {
+                Outcome::Failed(e) => Some(format!("  {i}: {e}")),
+                _ => None,
+            })
+            .collect();
+        if !failed.is_empty() {
+            let _ = writeln!(out, "\nTeardown failures:\n{}", failed.join("\n"));
+        }
+    }
+    if !report.leftovers.is_empty() {
+        let _ = writeln!(out, "\nLeft behind (finish with `microseg sweep --run-id {}`):", report.run_id);
+        for l in &report.leftovers {
+            let _ = writeln!(out, "  {l}");
+        }
+    }
+    let phases: Vec<String> =
+        report.phases.iter().map(|p| format!("{} {:.2}s/{} calls", p.name, p.wall.as_secs_f64(), p.calls)).collect();
+    let _ = writeln!(out, "\nphases: {}", phases.join(" · "));
+    if report.kept {
+        let _ = writeln!(
+            out,
+            "deployment kept (VPC {}); remove it with: microseg sweep --run-id {}",
+            report.bindings.vpc_id.as_deref().unwrap_or("?"),
+            report.run_id
+        );
+    }
+    let verdict = match report.exit_code() {
+        0 => "PASS",
+        130 => "INTERRUPTED",
+        4 => "FAIL (teardown incomplete)",
+        _ => "FAIL",
+    };
+    let _ = writeln!(out, "verdict: {verdict} ({})", tally(&report.checks));
+    out
+}
+
+/// JUnit XML: one test case per check, findings in the failure's text with expected and
+/// found values, so CI systems show them natively. A divergence is a pass whose
+/// system-out names what this target could not decide.
+pub fn junit(suite: &str, checks: &[CheckResult]) -> String {
+    use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+    let mut ts = TestSuite::new(suite);
+    for c in checks {
+        let status = match c.status {
+            Status::Fail => {
+                let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                let first = &c.findings[0];
+                s.set_message(format!("{} finding(s); first: [{}] {}", c.findings.len(), first.id, first.resource));
+                s.set_type(first.id.clone());
+                s.set_description(
+                    c.findings
+                        .iter()
+                        .map(|f| {
+                            format!("[{}] {}\n  expected: {}\n  found:    {}", f.id, f.resource, f.expected, f.found)
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                );
+                s
+            }
+            Status::Skipped => {
+                let mut s = TestCaseStatus::skipped();
+                s.set_message(c.note.clone());
+                s
+            }
+            Status::Pass | Status::Divergence => TestCaseStatus::success(),
+        };
+        let mut tc = TestCase::new(c.id.clone(), status);
+        tc.set_classname(format!("microseg.{suite}"));
+        if c.status == Status::Divergence {
+            tc.set_system_out(format!("not decidable on this target: {}", c.divergences.join(", ")));
+        }
+        ts.add_test_case(tc);
+    }
+    let mut report = Report::new("microseg");
+    report.add_test_suite(ts);
+    report.to_string().expect("JUnit serialises")
+}
+
+fn md_escape(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+/// Markdown for `$GITHUB_STEP_SUMMARY`: the check table and the findings.
+pub fn markdown(title: &str, checks: &[CheckResult]) -> String {
+    let mut out = format!("### {title}\n\n| check | status | detail |\n|---|---|---|\n");
+    for c in checks {
+        let detail = match c.status {
+            Status::Fail => format!("{} finding(s)", c.findings.len()),
+            Status::Divergence => format!("not decidable on this target: {}", c.divergences.join(", ")),
+            _ => c.note.clone(),
+        };
+        let icon = match c.status {
+            Status::Pass => "✅ pass",
+            Status::Fail => "❌ fail",
+            Status::Divergence => "⚠️ divergence",
+            Status::Skipped => "⏭️ skipped",
+        };
+        let _ = writeln!(out, "| `{}` | {icon} | {} |", c.id, md_escape(&detail));
+    }
+    let findings: Vec<_> = checks.iter().flat_map(|c| c.findings.iter()).collect();
+    if !findings.is_empty() {
+        out.push_str("\n| finding | resource | expected | found |\n|---|---|---|---|\n");
+        for f in findings {
+            let _ = writeln!(
+                out,
+                "| `{}` | {} | {} | {} |",
+                f.id,
+                md_escape(&f.resource),
+                md_escape(&f.expected),
+                md_escape(&f.found)
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::Finding;
+
+    fn checks() -> Vec<CheckResult> {
+        let finding = Finding {
+            id: "MS-X".into(),
+            resource: "NACL web (acl-1) <ingress>".into(),
+            expected: "a | b".into(),
+            found: "c & d".into(),
+        };
+        vec![
+            CheckResult {
+                id: "ok".into(),
+                title: "t".into(),
+                status: Status::Pass,
+                findings: vec![],
+                divergences: vec![],
+                note: String::new(),
+            },
+            CheckResult {
+                id: "bad".into(),
+                title: "t".into(),
+                status: Status::Fail,
+                findings: vec![finding],
+                divergences: vec![],
+                note: String::new(),
+            },
+            CheckResult {
+                id: "div".into(),
+                title: "t".into(),
+                status: Status::Divergence,
+                findings: vec![],
+                divergences: vec!["d1".into()],
+                note: String::new(),
+            },
+        ]
+    }
+
+    #[test]
+    fn junit_has_one_case_per_check_and_escapes_the_finding() {
+        let xml = junit("recipe", &checks());
+        assert_eq!(xml.matches("<testcase ").count(), 3, "{xml}");
+        assert_eq!(xml.matches("<failure").count(), 1, "{xml}");
+        assert!(
+            xml.contains("expected: a | b") && xml.contains("c &amp; d") && xml.contains("&lt;ingress&gt;"),
+            "{xml}"
+        );
+        assert!(xml.contains("not decidable on this target: d1"), "{xml}");
+    }
+
+    #[test]
+    fn markdown_escapes_table_pipes() {
+        let md = markdown("t", &checks());
+        assert!(md.contains("| `MS-X` | NACL web (acl-1) <ingress> | a \\| b | c & d |"), "{md}");
+        assert!(md.contains("| `bad` | ❌ fail | 1 finding(s) |"), "{md}");
+    }
+}

@@ -1,0 +1,356 @@
+//! One run of a scenario: plan → build → observe → checks → teardown → inventory.
+//!
+//! Teardown is not a line at the end that a panic could skip. Build and checks run
+//! under `catch_unwind` and against Ctrl-C; whatever ends them, teardown follows. If the
+//! whole run future is dropped (a test timed out, a caller gave up), [`TeardownGuard`]'s
+//! `Drop` tears down on a thread of its own. After a `SIGKILL`, the ledger and the tags
+//! are left for `sweep`.
+
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use serde::Serialize;
+
+use crate::aws::{Clients, aws_err};
+use crate::bindings::Bindings;
+use crate::build::{self, BuildContext, BuildError, Fault};
+use crate::capabilities::Capabilities;
+use crate::checks::{self, CheckResult, Status};
+use crate::exit;
+use crate::inventory::{self, Scope};
+use crate::ledger::{self, Ledger};
+use crate::observe::{self, Observed};
+use crate::plan::Plan;
+use crate::run_id::RunId;
+use crate::teardown::{self, Backoff, TeardownReport};
+
+/// How to run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Leave the deployment in place (no teardown).
+    pub keep: bool,
+    /// Inject a failure (tests).
+    pub fault: Option<Fault>,
+    /// Where ledgers go; the cache's `runs/` by default.
+    pub ledger_dir: Option<std::path::PathBuf>,
+    /// Ignore Ctrl-C (tests run many runs in one process).
+    pub no_signal_handler: bool,
+}
+
+/// Wall time and API calls of one phase.
+#[derive(Debug, Clone, Serialize)]
+pub struct Phase {
+    /// `build`, `observe`, `teardown`, `inventory`.
+    pub name: String,
+    /// Wall time.
+    #[serde(serialize_with = "ser_ms")]
+    pub wall: Duration,
+    /// Requests sent.
+    pub calls: usize,
+}
+
+fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1000.0).round())
+}
+
+/// How the run ended before teardown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "message", rename_all = "kebab-case")]
+pub enum Interruption {
+    /// Build or observation failed.
+    Error(String),
+    /// A panic.
+    Panic(String),
+    /// Ctrl-C.
+    CtrlC,
+}
+
+/// Everything a report needs about one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// Run id.
+    pub run_id: RunId,
+    /// Scenario name.
+    pub scenario: String,
+    /// Variant.
+    pub variant: String,
+    /// Target description.
+    pub target: String,
+    /// Its capabilities.
+    pub capabilities: Capabilities,
+    /// The ledger file.
+    pub ledger: String,
+    /// Phases in order.
+    pub phases: Vec<Phase>,
+    /// Bindings of the deployment.
+    pub bindings: Bindings,
+    /// What was observed (absent if the run stopped before observing).
+    pub observed: Option<Observed>,
+    /// Check results, the teardown check last.
+    pub checks: Vec<CheckResult>,
+    /// Why the run stopped early, if it did.
+    pub interruption: Option<Interruption>,
+    /// Teardown outcome per resource.
+    pub teardown: Option<TeardownReport>,
+    /// Tagged resources left after teardown.
+    pub leftovers: Vec<String>,
+    /// Whether the deployment was kept on purpose.
+    pub kept: bool,
+    /// Calls per operation over the whole run.
+    pub calls_by_operation: std::collections::BTreeMap<String, usize>,
+}
+
+impl RunReport {
+    /// The process exit code this run deserves.
+    pub fn exit_code(&self) -> i32 {
+        if matches!(self.interruption, Some(Interruption::CtrlC)) {
+            return exit::INTERRUPTED;
+        }
+        if !self.leftovers.is_empty() {
+            return exit::TEARDOWN_INCOMPLETE;
+        }
+        if self.interruption.is_some() || self.checks.iter().any(|c| c.status == Status::Fail) {
+            return exit::FINDINGS;
+        }
+        exit::PASS
+    }
+}
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The ledger could not be created: nothing was built.
+    #[error(transparent)]
+    Ledger(#[from] ledger::LedgerError),
+    /// The account id could not be read.
+    #[error(transparent)]
+    Aws(#[from] crate::aws::AwsError),
+}
+
+/// Tears a run down when dropped while armed: the last line of defence when the run
+/// future itself is dropped mid-way.
+pub struct TeardownGuard {
+    clients: Clients,
+    run_id: RunId,
+    armed: bool,
+}
+
+impl TeardownGuard {
+    /// Arms a guard for a run.
+    pub fn new(clients: Clients, run_id: RunId) -> TeardownGuard {
+        TeardownGuard { clients, run_id, armed: true }
+    }
+
+    /// Disarms it once teardown ran (or the user asked to keep the deployment).
+    pub fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for TeardownGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let clients = self.clients.clone();
+        let scope = Scope::Run(self.run_id.clone());
+        // A runtime of its own on a thread of its own: Drop may run inside an async
+        // context, where blocking on the caller's runtime would deadlock.
+        let joined = std::thread::spawn(move || {
+            let rt =
+                tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime for teardown");
+            rt.block_on(async {
+                match inventory::list(&clients, &scope).await {
+                    Ok(items) => {
+                        teardown::teardown(&clients, &items, Backoff::default()).await;
+                    }
+                    Err(e) => tracing::error!("teardown guard: inventory failed: {e}"),
+                }
+            })
+        })
+        .join();
+        if joined.is_err() {
+            tracing::error!(
+                "teardown guard for {} panicked; run `microseg sweep --run-id {}`",
+                self.run_id,
+                self.run_id
+            );
+        }
+    }
+}
+
+/// Runs a planned scenario on clients of a started target.
+pub async fn run(
+    plan: &Plan,
+    clients: &Clients,
+    target_description: &str,
+    endpoint: Option<String>,
+    caps: &Capabilities,
+    account_id: Option<String>,
+    opts: &RunOptions,
+) -> Result<RunReport, RunError> {
+    let account_id = match account_id {
+        Some(a) => a,
+        None => clients
+            .sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(aws_err("GetCallerIdentity"))?
+            .account()
+            .unwrap_or_default()
+            .to_string(),
+    };
+    let run_id = RunId::generate();
+    let dir = opts.ledger_dir.clone().unwrap_or_else(ledger::runs_dir);
+    let ledger = Ledger::create(&dir, &run_id, &plan.scenario, target_description, endpoint, &clients.region)?;
+    let mut guard = TeardownGuard::new(clients.clone(), run_id.clone());
+    let mut report = RunReport {
+        run_id: run_id.clone(),
+        scenario: plan.scenario.clone(),
+        variant: plan.variant.clone(),
+        target: target_description.to_string(),
+        capabilities: caps.clone(),
+        ledger: ledger.path().display().to_string(),
+        phases: Vec::new(),
+        bindings: Bindings::default(),
+        observed: None,
+        checks: Vec::new(),
+        interruption: None,
+        teardown: None,
+        leftovers: Vec::new(),
+        kept: false,
+        calls_by_operation: Default::default(),
+    };
+    tracing::info!("run {run_id}: building {} on {target_description}", plan.scenario);
+
+    // Build, observe and check; any way this ends, teardown follows.
+    let work = AssertUnwindSafe(build_and_check(plan, clients, &run_id, &ledger, account_id, caps, opts, &mut report))
+        .catch_unwind();
+    let outcome = if opts.no_signal_handler {
+        Some(work.await)
+    } else {
+        tokio::select! {
+            r = work => Some(r),
+            _ = tokio::signal::ctrl_c() => None,
+        }
+    };
+    report.interruption = match outcome {
+        None => Some(Interruption::CtrlC),
+        Some(Err(panic)) => Some(Interruption::Panic(panic_message(&panic))),
+        Some(Ok(Err(e))) => Some(Interruption::Error(e)),
+        Some(Ok(Ok(()))) => None,
+    };
+
+    if opts.keep && report.interruption.is_none() {
+        report.kept = true;
+        guard.disarm();
+        return Ok(report);
+    }
+
+    let teardown = async {
+        let started = Instant::now();
+        let before = clients.calls.total();
+        let items = inventory::list(clients, &Scope::Run(run_id.clone())).await;
+        let td = match items {
+            Ok(items) => teardown::teardown(clients, &items, Backoff::default()).await,
+            Err(e) => {
+                tracing::error!("teardown: inventory failed: {e}");
+                TeardownReport::default()
+            }
+        };
+        let phase = Phase { name: "teardown".into(), wall: started.elapsed(), calls: clients.calls.total() - before };
+        (td, phase)
+    };
+    let (td, phase) = if opts.no_signal_handler {
+        teardown.await
+    } else {
+        tokio::select! {
+            r = teardown => r,
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("second Ctrl-C: stopping now; finish with `microseg sweep --run-id {run_id}`");
+                std::process::exit(exit::INTERRUPTED);
+            }
+        }
+    };
+    report.phases.push(phase);
+    report.teardown = Some(td);
+
+    // The teardown check: an inventory by tag, never the success of DeleteVpc.
+    let started = Instant::now();
+    let before = clients.calls.total();
+    let leftovers = match inventory::list(clients, &Scope::Run(run_id.clone())).await {
+        Ok(items) => items.iter().map(|i| i.to_string()).collect(),
+        Err(e) => vec![format!("inventory failed, teardown unproven: {e}")],
+    };
+    report.phases.push(Phase {
+        name: "inventory".into(),
+        wall: started.elapsed(),
+        calls: clients.calls.total() - before,
+    });
+    report.checks.push(checks::check_teardown(&leftovers));
+    report.leftovers = leftovers;
+    if report.leftovers.is_empty() {
+        guard.disarm();
+        if let Err(e) = ledger.mark_torn_down() {
+            tracing::warn!("{e}");
+        }
+    } else {
+        // The guard would only retry what just failed; leave the rest to `sweep`.
+        guard.disarm();
+    }
+    report.calls_by_operation = clients.calls.snapshot();
+    Ok(report)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn build_and_check(
+    plan: &Plan,
+    clients: &Clients,
+    run_id: &RunId,
+    ledger: &Ledger,
+    account_id: String,
+    caps: &Capabilities,
+    opts: &RunOptions,
+    report: &mut RunReport,
+) -> Result<(), String> {
+    let ctx = BuildContext {
+        clients,
+        run_id,
+        ledger,
+        account_id,
+        fault: opts.fault,
+        tag_alarm_separately: caps.emulator.is_some(),
+    };
+    let started = Instant::now();
+    let before = clients.calls.total();
+    let built = build::build(plan, &ctx).await;
+    report.phases.push(Phase { name: "build".into(), wall: started.elapsed(), calls: clients.calls.total() - before });
+    let bindings = built.map_err(|e: BuildError| e.to_string())?;
+    report.bindings = bindings.clone();
+
+    let started = Instant::now();
+    let before = clients.calls.total();
+    let vpc = bindings.vpc_id.clone().unwrap_or_default();
+    let observed = observe::read_live(clients, &vpc).await.map_err(|e| e.to_string())?;
+    report.phases.push(Phase {
+        name: "observe".into(),
+        wall: started.elapsed(),
+        calls: clients.calls.total() - before,
+    });
+    let started = Instant::now();
+    report.checks = checks::run_checks(plan, &observed, &bindings, caps);
+    report.phases.push(Phase { name: "checks".into(), wall: started.elapsed(), calls: 0 });
+    report.observed = Some(observed);
+    Ok(())
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
+}

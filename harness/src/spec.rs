@@ -1,0 +1,473 @@
+//! Scenario specs as users write them: plain serde types read from TOML.
+//!
+//! Nothing here calls AWS and nothing here is trusted: every field is raw text or a raw
+//! number until [`crate::plan::Plan::from_spec`] checks it. Unknown keys are errors
+//! (`deny_unknown_fields`), so a typo in a rule fails loudly instead of being ignored.
+//! Values that validation reports on are wrapped in [`Spanned`] so that each error can
+//! name the line it came from.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Scenarios shipped inside the binary, by name. Adding one is a data file plus a line
+/// here; no engine code names a scenario.
+pub const BUILTIN_SCENARIOS: &[(&str, &str)] = &[
+    ("recipe", include_str!("../../scenarios/recipe.toml")),
+    ("recipe-hardened", include_str!("../../scenarios/recipe-hardened.toml")),
+];
+
+/// A whole scenario spec.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// Name, source and variant of the scenario.
+    pub scenario: ScenarioMeta,
+    /// The VPC.
+    pub vpc: VpcSpec,
+    /// The internet gateway, if the scenario has one.
+    #[serde(default)]
+    pub internet_gateway: Option<IgwSpec>,
+    /// Zones, one subnet each, in file order.
+    #[serde(default)]
+    pub zones: Vec<Spanned<ZoneSpec>>,
+    /// Custom network ACLs.
+    #[serde(default)]
+    pub nacls: Vec<Spanned<NaclSpec>>,
+    /// Custom route tables.
+    #[serde(default)]
+    pub route_tables: Vec<Spanned<RouteTableSpec>>,
+    /// Security groups.
+    #[serde(default)]
+    pub security_groups: Vec<Spanned<SecurityGroupSpec>>,
+    /// VPC flow log to CloudWatch Logs.
+    #[serde(default)]
+    pub flow_log: Option<Spanned<FlowLogSpec>>,
+    /// Alarm on rejected traffic.
+    #[serde(default)]
+    pub alarm: Option<Spanned<AlarmSpec>>,
+    /// Where this spec departs from its source, and why.
+    #[serde(default)]
+    pub deviations: Vec<DeviationSpec>,
+    /// Flows the design means to allow; every other flow between zones and the internet
+    /// is meant to be denied.
+    #[serde(default)]
+    pub intent: Vec<Spanned<IntentSpec>>,
+    /// The source's own validation steps, each run as a named check.
+    #[serde(default)]
+    pub source_checks: Vec<Spanned<SourceCheckSpec>>,
+}
+
+/// One validation step of the source document, as data: the engine knows the kinds,
+/// the spec names the resources.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceCheckSpec {
+    /// Stable check id, e.g. `recipe-v1-nacl-associations`.
+    pub id: String,
+    /// What the source's step says.
+    pub title: String,
+    /// `nacl-associations`, `group-references`, `flow-log-active`, `routes` or `nacl-order`.
+    pub kind: String,
+    /// The zone the step looks at.
+    #[serde(default)]
+    pub zone: Option<String>,
+    /// The NACL it looks at.
+    #[serde(default)]
+    pub nacl: Option<String>,
+    /// The group it looks at.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Groups that must be referenced (`group-references`).
+    #[serde(default)]
+    pub references: Vec<String>,
+    /// Route targets that must be present (`routes`): `local`, `internet-gateway`.
+    #[serde(default)]
+    pub targets: Vec<String>,
+}
+
+/// One intended flow: `from` may open connections to `to` on this protocol and ports.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntentSpec {
+    /// A zone name or `internet`.
+    pub from: String,
+    /// A zone name or `internet`.
+    pub to: String,
+    /// Protocol.
+    pub protocol: String,
+    /// Destination ports (TCP/UDP).
+    #[serde(default)]
+    pub ports: Option<PortsSpec>,
+    /// Why the flow exists (quoted from the source).
+    #[serde(default)]
+    pub why: Option<String>,
+    /// Set when the design itself blocks this flow: why (a recorded, explained expected
+    /// finding). The intent check then fails if the flow passes, and passes if it is
+    /// blocked; a flow without it must pass.
+    #[serde(default)]
+    pub blocked_by_design: Option<String>,
+}
+
+/// Identity of a scenario.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioMeta {
+    /// Short name, used in tags (`microseg:scenario`).
+    pub name: String,
+    /// One-line title.
+    pub title: String,
+    /// The source document this scenario encodes.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Variant (`as-written`, `hardened`, …).
+    #[serde(default = "default_variant")]
+    pub variant: String,
+}
+
+fn default_variant() -> String {
+    "as-written".into()
+}
+
+/// The VPC.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VpcSpec {
+    /// IPv4 CIDR block.
+    pub cidr: Spanned<String>,
+    /// `Name` tag (the run id is appended).
+    pub name: String,
+    /// Extra tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// The internet gateway.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IgwSpec {
+    /// `Name` tag.
+    pub name: String,
+}
+
+/// One zone: a subnet and the NACL it must be associated with.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneSpec {
+    /// Logical zone name (`dmz`, `web`, …).
+    pub name: String,
+    /// The subnet's CIDR block, inside the VPC's.
+    pub cidr: String,
+    /// Availability-zone suffix appended to the region (`a` → `us-east-1a`).
+    #[serde(default = "default_az")]
+    pub az: String,
+    /// The subnet's `Name` tag.
+    pub subnet_name: String,
+    /// Logical name of the NACL the subnet is associated with.
+    pub nacl: Option<String>,
+    /// Extra tags on the subnet.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+fn default_az() -> String {
+    "a".into()
+}
+
+/// A custom NACL and its entries.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NaclSpec {
+    /// Logical name.
+    pub name: String,
+    /// `Name` tag.
+    pub tag_name: String,
+    /// Extra tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Inbound entries.
+    #[serde(default)]
+    pub ingress: Vec<Spanned<NaclEntrySpec>>,
+    /// Outbound entries.
+    #[serde(default)]
+    pub egress: Vec<Spanned<NaclEntrySpec>>,
+}
+
+/// One NACL entry as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NaclEntrySpec {
+    /// Rule number, 1..=32766.
+    pub rule: i64,
+    /// `tcp`, `udp`, `icmp`, `all`/`-1`, or a protocol number.
+    pub protocol: String,
+    /// `"80"`, `"1024-65535"` or a number; required for TCP and UDP.
+    #[serde(default)]
+    pub ports: Option<PortsSpec>,
+    /// Remote CIDR.
+    pub cidr: String,
+    /// `allow` or `deny`.
+    pub action: String,
+}
+
+/// Ports as a number or as text.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum PortsSpec {
+    /// `ports = 443`
+    Number(i64),
+    /// `ports = "1024-65535"`
+    Text(String),
+}
+
+impl std::fmt::Display for PortsSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PortsSpec::Number(n) => write!(f, "{n}"),
+            PortsSpec::Text(t) => write!(f, "{t:?}"),
+        }
+    }
+}
+
+/// A custom route table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteTableSpec {
+    /// Logical name.
+    pub name: String,
+    /// `Name` tag.
+    pub tag_name: String,
+    /// Zones whose subnets are associated with this table.
+    pub zones: Vec<String>,
+    /// Routes besides the implicit `local` one.
+    #[serde(default)]
+    pub routes: Vec<RouteSpec>,
+}
+
+/// One route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    /// Destination CIDR.
+    pub destination: String,
+    /// `internet-gateway`.
+    pub target: String,
+}
+
+/// A security group and its rules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityGroupSpec {
+    /// Logical name, used by group references.
+    pub name: String,
+    /// `GroupName`; unique per VPC, so it needs no run id.
+    pub group_name: String,
+    /// Description.
+    pub description: String,
+    /// Zone whose workloads are members of this group.
+    pub zone: String,
+    /// Extra tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Inbound rules.
+    #[serde(default)]
+    pub ingress: Vec<Spanned<SgRuleSpec>>,
+    /// Outbound rules besides the default allow-all, which `keep_default_egress` governs.
+    #[serde(default)]
+    pub egress: Vec<Spanned<SgRuleSpec>>,
+    /// Keep the allow-all egress rule AWS adds to every new group (default `true`).
+    #[serde(default = "yes")]
+    pub keep_default_egress: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One security-group rule as written: exactly one of `cidr` and `group`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SgRuleSpec {
+    /// Protocol.
+    pub protocol: String,
+    /// Ports, required for TCP and UDP.
+    #[serde(default)]
+    pub ports: Option<PortsSpec>,
+    /// Peer address range.
+    #[serde(default)]
+    pub cidr: Option<String>,
+    /// Peer group, by logical name.
+    #[serde(default)]
+    pub group: Option<String>,
+}
+
+/// The flow log and what it needs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowLogSpec {
+    /// `ALL`, `ACCEPT` or `REJECT`.
+    pub traffic_type: String,
+    /// Log group name (the run id is appended).
+    pub log_group: String,
+    /// Retention of the log group, in days, if set.
+    #[serde(default)]
+    pub retention_days: Option<i32>,
+    /// Role the flow-log service assumes (the run id is appended).
+    pub role_name: String,
+    /// Name of the role's inline policy.
+    pub role_policy_name: String,
+}
+
+/// The alarm on rejected traffic, fed by a metric filter on the flow-log group.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlarmSpec {
+    /// Alarm name (the run id is appended).
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Metric filter name (the run id is appended).
+    pub metric_filter_name: String,
+    /// Filter pattern over flow-log records.
+    pub filter_pattern: String,
+    /// Metric value per matching record (`$packets`, `1`, …).
+    pub metric_value: String,
+    /// Metric namespace.
+    pub namespace: String,
+    /// Metric name.
+    pub metric_name: String,
+    /// Statistic (`Sum`, …).
+    pub statistic: String,
+    /// Period in seconds.
+    pub period: i32,
+    /// Evaluation periods.
+    #[serde(default = "one")]
+    pub evaluation_periods: i32,
+    /// Threshold.
+    pub threshold: f64,
+    /// Comparison operator (`GreaterThanThreshold`, …).
+    pub comparison: String,
+}
+
+fn one() -> i32 {
+    1
+}
+
+/// A departure from the source document, with its reason.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DeviationSpec {
+    /// Stable id (`D1`, …).
+    pub id: String,
+    /// What the source says.
+    pub source_says: String,
+    /// What this spec does instead.
+    pub spec_does: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// Where a spec came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecSource {
+    /// File path as the user gave it, or `scenarios/<name>.toml` for a built-in.
+    pub path: PathBuf,
+    /// The whole text, to turn byte offsets into line numbers.
+    pub text: String,
+}
+
+impl SpecSource {
+    /// The 1-based line of a byte offset.
+    pub fn line_of(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())].bytes().filter(|b| *b == b'\n').count() + 1
+    }
+}
+
+/// Why a spec could not be read or parsed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpecError {
+    /// The file could not be read.
+    #[error("cannot read spec {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// No built-in scenario has that name.
+    #[error("no scenario named {name:?}\n(hint: built-in scenarios are {known}; or pass a spec file with --spec)")]
+    UnknownScenario {
+        /// The name asked for.
+        name: String,
+        /// Names that exist.
+        known: String,
+    },
+    /// The TOML did not parse or did not fit the schema.
+    #[error("{path}:{line}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// What the parser said.
+        message: String,
+    },
+}
+
+/// Loads a built-in scenario by name, or a spec file when `name` is a path to one.
+pub fn load(name_or_path: &str) -> Result<(Spec, SpecSource), SpecError> {
+    if let Some((name, text)) = BUILTIN_SCENARIOS.iter().find(|(n, _)| *n == name_or_path) {
+        let source = SpecSource { path: PathBuf::from(format!("scenarios/{name}.toml")), text: (*text).to_string() };
+        return parse(source);
+    }
+    let path = Path::new(name_or_path);
+    if path.extension().is_some() || path.exists() {
+        return load_file(path);
+    }
+    Err(SpecError::UnknownScenario {
+        name: name_or_path.into(),
+        known: BUILTIN_SCENARIOS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
+    })
+}
+
+/// Loads a spec file.
+pub fn load_file(path: &Path) -> Result<(Spec, SpecSource), SpecError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read { path: path.into(), source })?;
+    parse(SpecSource { path: path.into(), text })
+}
+
+/// Parses spec text.
+pub fn parse(source: SpecSource) -> Result<(Spec, SpecSource), SpecError> {
+    match toml::from_str::<Spec>(&source.text) {
+        Ok(spec) => Ok((spec, source)),
+        Err(e) => {
+            let line = e.span().map(|s| source.line_of(s.start)).unwrap_or(1);
+            Err(SpecError::Parse { path: source.path.clone(), line, message: e.message().trim().to_string() })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_scenario_parses() {
+        for (name, _) in BUILTIN_SCENARIOS {
+            load(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_its_line() {
+        let text =
+            "[scenario]\nname = \"x\"\ntitle = \"t\"\n[vpc]\ncidr = \"10.0.0.0/16\"\nname = \"v\"\ncolour = \"red\"\n";
+        let err = parse(SpecSource { path: "x.toml".into(), text: text.into() }).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("x.toml:7:"), "{msg}");
+        assert!(msg.contains("colour"), "{msg}");
+    }
+}

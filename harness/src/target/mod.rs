@@ -1,0 +1,479 @@
+//! Where a run happens, started and stopped by the tool itself.
+//!
+//! Every target yields one `aws_config::SdkConfig` (every client derives from it) and its
+//! [`Capabilities`]: the named ways it departs from AWS, probed where that is cheap.
+//!
+//! | target                  | what runs                                              |
+//! |-------------------------|--------------------------------------------------------|
+//! | `localstack-host`       | LocalStack 4.14.0 as our child process, from a cached venv |
+//! | `localstack-container`  | LocalStack in a container (testcontainers)             |
+//! | `endpoint=<url>`        | an emulator already running (LocalStack or moto)       |
+//! | `aws`                   | a real account, only one that `--allow-account` names  |
+//! | `auto`                  | the container if Docker answers and the image is here, else the host process |
+
+pub mod container;
+pub mod health;
+pub mod host;
+pub mod python;
+pub mod reaper;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_ec2::config::Credentials;
+
+use crate::aws::{AwsError, Clients};
+use crate::capabilities::{self, Capabilities};
+
+pub use container::LocalStackContainer;
+pub use host::LocalStackHost;
+
+/// Region used on emulators unless one is given.
+pub const DEFAULT_EMULATOR_REGION: &str = "us-east-1";
+
+/// Which target to use, as the user names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetKind {
+    /// Container if possible, else host process.
+    Auto,
+    /// LocalStack as a child process.
+    LocalStackHost,
+    /// LocalStack in a container.
+    LocalStackContainer,
+    /// An emulator already running at this URL.
+    Endpoint(String),
+    /// A real AWS account.
+    Aws,
+}
+
+impl FromStr for TargetKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(TargetKind::Auto),
+            "localstack-host" | "host" => Ok(TargetKind::LocalStackHost),
+            "localstack-container" | "container" => Ok(TargetKind::LocalStackContainer),
+            "aws" => Ok(TargetKind::Aws),
+            other => match other.strip_prefix("endpoint=") {
+                Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                    Ok(TargetKind::Endpoint(url.trim_end_matches('/').to_string()))
+                }
+                Some(url) => Err(format!("endpoint URL {url:?} must start with http:// or https://")),
+                None => Err(format!(
+                    "unknown target {other:?}; use auto, localstack-host, localstack-container, endpoint=<url> or aws"
+                )),
+            },
+        }
+    }
+}
+
+impl fmt::Display for TargetKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TargetKind::Auto => f.write_str("auto"),
+            TargetKind::LocalStackHost => f.write_str("localstack-host"),
+            TargetKind::LocalStackContainer => f.write_str("localstack-container"),
+            TargetKind::Endpoint(u) => write!(f, "endpoint={u}"),
+            TargetKind::Aws => f.write_str("aws"),
+        }
+    }
+}
+
+/// How to start a target.
+#[derive(Debug, Clone)]
+pub struct TargetOptions {
+    /// Which one.
+    pub kind: TargetKind,
+    /// Region (`--region`); emulators default to us-east-1, AWS to the credential chain's.
+    pub region: Option<String>,
+    /// Credentials profile for `aws` (`--profile`).
+    pub profile: Option<String>,
+    /// Account ids a run may touch on `aws` (`--allow-account`).
+    pub allow_accounts: Vec<String>,
+    /// Start-up timeout for emulators.
+    pub startup_timeout: Duration,
+    /// Leave a started emulator running (`MICROSEG_KEEP=1`).
+    pub keep_emulator: bool,
+    /// Probe cheap divergences at start (emulators only).
+    pub probe: bool,
+    /// Send `aws` traffic to this endpoint instead of AWS. Only for tests of the guard,
+    /// where an emulator stands in for the account; the CLI does not expose it.
+    pub aws_endpoint_override: Option<String>,
+}
+
+impl TargetOptions {
+    /// Options for a target kind with defaults for the rest.
+    pub fn new(kind: TargetKind) -> TargetOptions {
+        TargetOptions {
+            kind,
+            region: None,
+            profile: None,
+            allow_accounts: Vec::new(),
+            startup_timeout: Duration::from_secs(180),
+            keep_emulator: std::env::var("MICROSEG_KEEP").is_ok_and(|v| v == "1"),
+            probe: true,
+            aws_endpoint_override: None,
+        }
+    }
+}
+
+/// Why a target could not serve.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TargetError {
+    /// No Python ≥ 3.12 for host mode.
+    #[error(
+        "LocalStack host mode needs Python >= 3.12; none found ({})\n(hint: install python3.12 or python3.13, set MICROSEG_PYTHON=/path/to/python3.12, or use --target localstack-container with Docker)",
+        tried.join("; ")
+    )]
+    NoPython {
+        /// What was tried and why it did not fit.
+        tried: Vec<String>,
+    },
+    /// Building the venv failed.
+    #[error("building the LocalStack venv failed at `{step}` (log: {})\n{tail}\n(hint: the venv needs PyPI; check the log, then retry — a half-built venv is rebuilt)", log.display())]
+    Bootstrap {
+        /// The step.
+        step: String,
+        /// Install log.
+        log: PathBuf,
+        /// Its last lines.
+        tail: String,
+    },
+    /// A file-system or process operation failed.
+    #[error("cannot {what} ({}): {source}", path.display())]
+    Io {
+        /// What we tried.
+        what: String,
+        /// On what.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The emulator started but never became ready.
+    #[error("{target} did not become ready: {condition}{}{}", log.as_ref().map(|l| format!("\n(log: {})", l.display())).unwrap_or_default(), if tail.is_empty() { String::new() } else { format!("\nlast lines:\n{tail}") })]
+    NotReady {
+        /// Which target.
+        target: String,
+        /// The condition that never held.
+        condition: String,
+        /// The emulator's log file.
+        log: Option<PathBuf>,
+        /// Its last lines.
+        tail: String,
+    },
+    /// Docker or the image failed.
+    #[error(
+        "LocalStack container ({image}) failed: {message}\n(hint: without a registry, build the image offline with localstack/build-image.sh and set MICROSEG_LOCALSTACK_IMAGE=microseg/localstack:4.14.0)"
+    )]
+    Container {
+        /// The image.
+        image: String,
+        /// What testcontainers said.
+        message: String,
+    },
+    /// Docker is not usable for the container target.
+    #[error("{0}\n(hint: start Docker, or use --target localstack-host)")]
+    NoDocker(String),
+    /// The endpoint does not answer as an emulator.
+    #[error("endpoint {url} does not answer: {message}")]
+    Endpoint {
+        /// The URL.
+        url: String,
+        /// Why.
+        message: String,
+    },
+    /// `--target aws` without `--allow-account`.
+    #[error(
+        "refusing to use a real AWS account: no --allow-account given\n(hint: pass --allow-account <12-digit id> naming the sandbox account this run may create and delete resources in)"
+    )]
+    NoAllowlist,
+    /// The credentials belong to another account.
+    #[error("refusing to use AWS account {actual}: it is not in --allow-account ({})\n(hint: check --profile and the credentials in the environment; only the listed accounts are touched)", allowed.join(", "))]
+    AccountNotAllowed {
+        /// The account the credentials belong to.
+        actual: String,
+        /// The allowlist.
+        allowed: Vec<String>,
+    },
+    /// An endpoint override in the environment would send "real account" traffic elsewhere.
+    #[error(
+        "refusing --target aws while {var} is set: requests would not go to AWS\n(hint: unset it, or use --target endpoint=<url> for an emulator)"
+    )]
+    EndpointEnvSet {
+        /// The variable.
+        var: String,
+    },
+    /// An AWS call failed while starting (STS, probe).
+    #[error("{0}")]
+    Aws(#[from] AwsError),
+}
+
+impl TargetError {
+    pub(crate) fn io(what: &str, path: &Path, source: std::io::Error) -> TargetError {
+        TargetError::Io { what: what.into(), path: path.into(), source }
+    }
+}
+
+/// What keeps an emulator alive; dropping it stops the emulator.
+#[derive(Debug)]
+pub enum Guard {
+    /// Nothing to stop (endpoint, aws).
+    None,
+    /// A host process.
+    Host(Box<LocalStackHost>),
+    /// A container.
+    Container(Box<LocalStackContainer>),
+}
+
+/// A started target.
+#[derive(Debug)]
+pub struct Target {
+    /// Which target serves.
+    pub kind: TargetKind,
+    /// One line on what it is (`LocalStack 4.14.0, host process on 127.0.0.1:40123`).
+    pub description: String,
+    /// Why `auto` chose it, if it did.
+    pub chosen_because: Option<String>,
+    /// The shared SDK config.
+    pub sdk_config: SdkConfig,
+    /// The endpoint, for emulators.
+    pub endpoint: Option<String>,
+    /// Region.
+    pub region: String,
+    /// Account id (from STS on `aws`; the emulator's otherwise, when asked).
+    pub account_id: Option<String>,
+    /// Divergences from AWS.
+    pub capabilities: Capabilities,
+    /// From start to ready (zero for endpoint and aws).
+    pub start_to_ready: Duration,
+    /// Time spent installing the venv (host, cold only).
+    pub venv_install: Duration,
+    guard: Guard,
+}
+
+impl Target {
+    /// Starts (or connects to) the target, waits until it is ready, and probes it.
+    pub async fn start(opts: &TargetOptions) -> Result<Target, TargetError> {
+        let (kind, chosen_because) = match &opts.kind {
+            TargetKind::Auto => {
+                let (k, why) = choose_auto();
+                (k, Some(why))
+            }
+            k => (k.clone(), None),
+        };
+        let mut target = match &kind {
+            TargetKind::Aws => start_aws(opts).await?,
+            TargetKind::Endpoint(url) => {
+                let region = opts.region.clone().unwrap_or_else(|| DEFAULT_EMULATOR_REGION.into());
+                let name = identify_endpoint(url).await?;
+                Target::emulator(kind.clone(), format!("{name} at {url}"), url.clone(), region, Guard::None).await
+            }
+            TargetKind::LocalStackHost => {
+                let host = LocalStackHost::start(opts.startup_timeout, opts.keep_emulator).await?;
+                let region = opts.region.clone().unwrap_or_else(|| DEFAULT_EMULATOR_REGION.into());
+                let desc = format!(
+                    "LocalStack {}, host process on {} (log {})",
+                    host.version,
+                    host.endpoint(),
+                    host.log_path().display()
+                );
+                let (endpoint, ready, install) = (host.endpoint(), host.start_to_ready, host.venv_install);
+                let mut t = Target::emulator(kind.clone(), desc, endpoint, region, Guard::Host(Box::new(host))).await;
+                t.start_to_ready = ready;
+                t.venv_install = install;
+                t
+            }
+            TargetKind::LocalStackContainer => {
+                docker_status().map_err(TargetError::NoDocker)?;
+                let c = LocalStackContainer::start(opts.startup_timeout).await?;
+                let region = opts.region.clone().unwrap_or_else(|| DEFAULT_EMULATOR_REGION.into());
+                let desc = format!("LocalStack {}, container {} on {}", c.version, c.image, c.endpoint());
+                let (endpoint, ready) = (c.endpoint(), c.start_to_ready);
+                let mut t = Target::emulator(kind.clone(), desc, endpoint, region, Guard::Container(Box::new(c))).await;
+                t.start_to_ready = ready;
+                t
+            }
+            TargetKind::Auto => unreachable!("auto resolved above"),
+        };
+        target.chosen_because = chosen_because;
+        if target.capabilities.emulator.is_some() && opts.probe {
+            let clients = Clients::new(&target.sdk_config);
+            capabilities::probe(&clients, &mut target.capabilities).await?;
+        }
+        Ok(target)
+    }
+
+    async fn emulator(kind: TargetKind, description: String, endpoint: String, region: String, guard: Guard) -> Target {
+        let sdk_config = emulator_sdk_config(&endpoint, &region).await;
+        let family = if description.starts_with("moto") { "moto" } else { "LocalStack" };
+        Target {
+            kind,
+            description,
+            chosen_because: None,
+            sdk_config,
+            endpoint: Some(endpoint),
+            region,
+            account_id: None,
+            capabilities: Capabilities::emulator(family.to_string()),
+            start_to_ready: Duration::ZERO,
+            venv_install: Duration::ZERO,
+            guard,
+        }
+    }
+
+    /// Clients for this target, all from its one `SdkConfig`.
+    pub fn clients(&self) -> Clients {
+        Clients::new(&self.sdk_config)
+    }
+
+    /// Whether this is a real account.
+    pub fn is_aws(&self) -> bool {
+        self.kind == TargetKind::Aws
+    }
+
+    /// Stops the emulator, if this target started one.
+    pub async fn stop(self) {
+        match self.guard {
+            Guard::None => {}
+            Guard::Host(h) => tokio::task::spawn_blocking(move || h.stop()).await.unwrap_or(()),
+            Guard::Container(c) => c.stop().await,
+        }
+    }
+
+    /// The guard, for tests that check the emulator is gone after `stop`.
+    pub fn guard(&self) -> &Guard {
+        &self.guard
+    }
+}
+
+/// The SDK config for an emulator: its endpoint, a fixed region and static test
+/// credentials, so the default chain never reaches for instance metadata.
+pub async fn emulator_sdk_config(endpoint: &str, region: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(region.to_string()))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new("test", "test", None, None, "microseg-emulator"))
+        .load()
+        .await
+}
+
+/// `auto`: the container when a Docker engine answers and the image is present, else
+/// the host process; and why.
+pub fn choose_auto() -> (TargetKind, String) {
+    let image = container::configured_image();
+    match docker_status() {
+        Ok(version) if container::image_present(&image) => {
+            (TargetKind::LocalStackContainer, format!("Docker {version} answers and image {image} is present"))
+        }
+        Ok(version) => (
+            TargetKind::LocalStackHost,
+            format!(
+                "Docker {version} answers but image {image} is not present (build it with localstack/build-image.sh)"
+            ),
+        ),
+        Err(why) => (TargetKind::LocalStackHost, why),
+    }
+}
+
+pub use container::docker_status;
+
+async fn identify_endpoint(url: &str) -> Result<String, TargetError> {
+    let u = url.to_string();
+    let health = tokio::task::spawn_blocking(move || health::fetch(&u)).await.expect("health fetch does not panic");
+    match health {
+        Ok(h) => Ok(format!("LocalStack {}", h.version.unwrap_or_default())),
+        Err(_) => {
+            // Not LocalStack: anything answering HTTP on the moto API counts as moto.
+            let probe = format!("{url}/moto-api/");
+            let agent: ureq::Agent =
+                ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(2))).build().into();
+            match tokio::task::spawn_blocking(move || agent.get(&probe).call().map(|_| ())).await.expect("no panic") {
+                Ok(()) => Ok("moto server".into()),
+                Err(e) => Err(TargetError::Endpoint { url: url.into(), message: e.to_string() }),
+            }
+        }
+    }
+}
+
+/// Environment variables that would redirect SDK traffic away from AWS.
+fn endpoint_env_var() -> Option<String> {
+    std::env::vars().map(|(k, _)| k).find(|k| k == "AWS_ENDPOINT_URL" || k.starts_with("AWS_ENDPOINT_URL_"))
+}
+
+async fn start_aws(opts: &TargetOptions) -> Result<Target, TargetError> {
+    // The guard comes first: no allowlist, no API call of any kind.
+    if opts.allow_accounts.is_empty() {
+        return Err(TargetError::NoAllowlist);
+    }
+    if opts.aws_endpoint_override.is_none()
+        && let Some(var) = endpoint_env_var()
+    {
+        return Err(TargetError::EndpointEnvSet { var });
+    }
+    let started = Instant::now();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(p) = &opts.profile {
+        loader = loader.profile_name(p);
+    }
+    if let Some(r) = &opts.region {
+        loader = loader.region(Region::new(r.clone()));
+    }
+    if let Some(url) = &opts.aws_endpoint_override {
+        loader = loader.endpoint_url(url);
+    }
+    let sdk_config = loader.load().await;
+    let region = sdk_config.region().map(|r| r.to_string()).unwrap_or_default();
+    let identity = aws_sdk_sts::Client::new(&sdk_config)
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(crate::aws::aws_err("GetCallerIdentity"))?;
+    let account = identity.account().unwrap_or_default().to_string();
+    if !opts.allow_accounts.iter().any(|a| a == &account) {
+        return Err(TargetError::AccountNotAllowed { actual: account, allowed: opts.allow_accounts.clone() });
+    }
+    Ok(Target {
+        kind: TargetKind::Aws,
+        description: format!("AWS account {account} in {region}"),
+        chosen_because: None,
+        sdk_config,
+        endpoint: opts.aws_endpoint_override.clone(),
+        region,
+        account_id: Some(account),
+        capabilities: Capabilities::aws(),
+        start_to_ready: started.elapsed(),
+        venv_install: Duration::ZERO,
+        guard: Guard::None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_names_parse_and_bad_ones_say_what_is_allowed() {
+        assert_eq!("auto".parse::<TargetKind>(), Ok(TargetKind::Auto));
+        assert_eq!(
+            "endpoint=http://127.0.0.1:4566/".parse::<TargetKind>(),
+            Ok(TargetKind::Endpoint("http://127.0.0.1:4566".into()))
+        );
+        assert!("endpoint=127.0.0.1:4566".parse::<TargetKind>().unwrap_err().contains("http://"));
+        assert!("lokalstack".parse::<TargetKind>().unwrap_err().contains("localstack-host"));
+    }
+
+    #[tokio::test]
+    async fn aws_without_allowlist_refuses_before_any_call() {
+        // An endpoint that nothing listens on: had the guard let a call through, the
+        // error would be a connection failure, not NoAllowlist.
+        let mut opts = TargetOptions::new(TargetKind::Aws);
+        opts.aws_endpoint_override = Some("http://127.0.0.1:9".into());
+        let err = Target::start(&opts).await.unwrap_err();
+        assert!(matches!(err, TargetError::NoAllowlist), "{err}");
+    }
+}

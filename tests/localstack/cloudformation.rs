@@ -1,0 +1,134 @@
+//! A second implementation of the recipe, in CloudFormation
+//! (`tests/fixtures/recipe-cloudformation.yaml`), deployed into LocalStack's CloudFormation
+//! and gated by `microseg validate`, then deleted and proved gone (`--expect-gone`).
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use microseg_harness::exit;
+use microseg_harness::target::python;
+
+use crate::support::{microseg_on_shared, shared_endpoint};
+
+const TEMPLATE: &str = include_str!("../fixtures/recipe-cloudformation.yaml");
+
+fn aws(args: &[&str]) -> std::process::Output {
+    let py = python::find_python().unwrap();
+    Command::new(python::venv_dir(python::REQUIREMENTS, &py).join("bin/aws"))
+        .args(["--endpoint-url", shared_endpoint(), "--region", "us-east-1"])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .unwrap()
+}
+
+/// Deploys a template as a stack; returns its VPC id.
+fn deploy(name: &str, template: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("template.yaml");
+    std::fs::write(&file, template).unwrap();
+    let out = aws(&[
+        "cloudformation",
+        "deploy",
+        "--stack-name",
+        name,
+        "--template-file",
+        file.to_str().unwrap(),
+        "--capabilities",
+        "CAPABILITY_IAM",
+    ]);
+    assert!(out.status.success(), "deploy {name}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = aws(&[
+        "cloudformation",
+        "describe-stacks",
+        "--stack-name",
+        name,
+        "--query",
+        "Stacks[0].Outputs[?OutputKey=='VpcId'].OutputValue",
+        "--output",
+        "text",
+    ]);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn delete(name: &str) {
+    let out = aws(&["cloudformation", "delete-stack", "--stack-name", name]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = aws(&["cloudformation", "wait", "stack-delete-complete", "--stack-name", name]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn validate(args: &[&str]) -> std::process::Output {
+    microseg_on_shared(&[&["validate", "--quiet"][..], args].concat())
+}
+
+/// `(check, finding id)` pairs of a validate JSON report.
+fn findings(vpc: &str) -> (Option<i32>, BTreeSet<(String, String)>) {
+    let out = validate(&["--vpc-id", vpc, "--format", "json"]);
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let set = report["validate"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| {
+            c["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(move |f| (c["id"].as_str().unwrap().to_string(), f["id"].as_str().unwrap().to_string()))
+        })
+        .collect();
+    (out.status.code(), set)
+}
+
+fn pairs(items: &[(&str, &str)]) -> BTreeSet<(String, String)> {
+    items.iter().map(|(c, f)| (c.to_string(), f.to_string())).collect()
+}
+
+/// LocalStack 4.14.0 community's CloudFormation reports CREATE_COMPLETE for a stack of
+/// this template while it silently skips AWS::EC2::NetworkAclEntry,
+/// AWS::EC2::SubnetNetworkAclAssociation, AWS::EC2::FlowLog and AWS::Logs::MetricFilter
+/// ("Deployment of resource type … succeeded, but will fail in upcoming LocalStack
+/// releases unless CFN_IGNORE_UNSUPPORTED_RESOURCE_TYPES is explicitly enabled"), and it
+/// drops the groups' inline ingress rules and the IGW route. So on this emulator the gate
+/// cannot show a correct CloudFormation deployment passing; what it must show, and does,
+/// is that a deployment whose stack says CREATE_COMPLETE is not what its template says:
+/// each skipped resource is a finding. On AWS the same template is expected to pass.
+#[test]
+fn the_gate_catches_what_localstack_cloudformation_silently_skips() {
+    let stack = format!("microseg-gate-cfn-{}", std::process::id());
+    let vpc = deploy(&stack, TEMPLATE);
+    assert!(vpc.starts_with("vpc-"), "{vpc}");
+    let (code, found) = findings(&vpc);
+    let expected = pairs(&[
+        // NetworkAclEntry skipped.
+        ("nacl-rules", "MS-NACL-ENTRY-MISSING"),
+        ("recipe-v5-nacl-order", "MS-SOURCE-NACL-ORDER"),
+        // SubnetNetworkAclAssociation skipped.
+        ("associations", "MS-ASSOC-DEFAULT-NACL"),
+        ("recipe-v1-nacl-associations", "MS-SOURCE-NACL-ASSOCIATIONS"),
+        // Inline SecurityGroupIngress dropped.
+        ("security-groups", "MS-SG-RULE-MISSING"),
+        ("recipe-v2-sg-references", "MS-SOURCE-GROUP-REFERENCE"),
+        // FlowLog skipped.
+        ("flow-log", "MS-FLOW-MISSING"),
+        ("recipe-v3-flow-log-active", "MS-SOURCE-FLOW-LOG"),
+        // MetricFilter skipped, so no alarm watches a filter's metric.
+        ("alarm", "MS-ALARM-FILTER-MISSING"),
+        ("alarm", "MS-ALARM-MISSING"),
+        // The route to the IGW is not there.
+        ("routes", "MS-RT-ROUTE-MISSING"),
+        ("recipe-v4-routes", "MS-SOURCE-ROUTE"),
+        // With no ingress rules and no IGW route, even the front door (internet → DMZ,
+        // DMZ → web) is shut.
+        ("intent", "MS-INTENT-BLOCKED"),
+    ]);
+    assert_eq!(found, expected, "what the gate reports on LocalStack's CloudFormation deployment");
+    assert_eq!(code, Some(exit::FINDINGS));
+    delete(&stack);
+    let gone = validate(&["--expect-gone", "--vpc-id", &vpc]);
+    let text = String::from_utf8_lossy(&gone.stdout);
+    assert_eq!(gone.status.code(), Some(exit::PASS), "stack deletion left:\n{text}");
+}

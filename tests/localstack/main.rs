@@ -1,0 +1,19 @@
+//! Suites that need an emulator. One LocalStack host process serves the whole binary
+//! (started on first use, stopped at exit by the reaper); tests of the targets
+//! themselves start their own.
+#![cfg(feature = "localstack")]
+
+mod support;
+
+// Targets: host, container, endpoint, aws guard; nothing left running.
+mod targets;
+// The recipe end to end: build, checks, teardown on success, error, panic; keep + sweep.
+mod scenario;
+// Single mutations of a live deployment, each caught by the right finding.
+mod mutations;
+// The acceptance gate: validate, snapshot, expect-gone through the CLI.
+mod gate;
+// The recipe's own bash script, run as written, then gated.
+mod recipe_script;
+// A CloudFormation implementation, correct and broken, gated.
+mod cloudformation;

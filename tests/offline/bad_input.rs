@@ -1,0 +1,137 @@
+//! Every class of spec error names file, line, field and value, exits 2, and calls
+//! nothing: the target given is a listener that counts connections.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::process::Command;
+
+use microseg_harness::exit;
+use rstest::rstest;
+
+/// Fourteen lines, so whatever a case appends starts on line 15.
+const BASE: &str = r#"[scenario]
+name = "t"
+title = "t"
+[vpc]
+cidr = "10.0.0.0/16"
+name = "v"
+[[zones]]
+name = "a"
+cidr = "10.0.1.0/24"
+subnet_name = "a"
+nacl = "a"
+[[nacls]]
+name = "a"
+tag_name = "a"
+"#;
+
+/// A loopback listener that records whether anything connected.
+struct Counter(TcpListener);
+
+impl Counter {
+    fn new() -> Counter {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        Counter(l)
+    }
+    fn url(&self) -> String {
+        format!("http://{}", self.0.local_addr().unwrap())
+    }
+    fn connections(&self) -> usize {
+        std::iter::from_fn(|| self.0.accept().ok()).count()
+    }
+}
+
+#[rstest]
+#[case::parse_error("[vpc\n", "spec.toml:1", "")]
+#[case::unknown_key("[scenario]\nname = \"t\"\ntitle = \"t\"\ncolour = 1\n", "spec.toml:4", "colour")]
+#[case::overlapping_cidrs(&format!("{BASE}[[zones]]\nname = \"b\"\ncidr = \"10.0.1.0/25\"\nsubnet_name = \"b\"\nnacl = \"a\"\n"), "spec.toml:15", "zones[b].cidr = \"10.0.1.0/25\": overlaps zone \"a\"")]
+#[case::cidr_outside_vpc(&format!("{BASE}[[zones]]\nname = \"b\"\ncidr = \"10.1.0.0/24\"\nsubnet_name = \"b\"\nnacl = \"a\"\n"), "spec.toml:15", "outside the VPC's 10.0.0.0/16")]
+#[case::rule_number_zero(&format!("{BASE}ingress = [{{ rule = 0, protocol = \"tcp\", ports = 80, cidr = \"0.0.0.0/0\", action = \"allow\" }}]\n"), "spec.toml:15", "nacls[a].ingress[0].rule = 0")]
+#[case::rule_number_too_big(&format!("{BASE}ingress = [{{ rule = 32767, protocol = \"tcp\", ports = 80, cidr = \"0.0.0.0/0\", action = \"allow\" }}]\n"), "spec.toml:15", "nacls[a].ingress[0].rule = 32767")]
+#[case::duplicate_rule(&format!("{BASE}ingress = [\n{{ rule = 100, protocol = \"tcp\", ports = 80, cidr = \"0.0.0.0/0\", action = \"allow\" }},\n{{ rule = 100, protocol = \"tcp\", ports = 81, cidr = \"0.0.0.0/0\", action = \"allow\" }}]\n"), "spec.toml:17", "nacls[a].ingress[1].rule = 100: duplicate")]
+#[case::inverted_ports(&format!("{BASE}ingress = [{{ rule = 1, protocol = \"tcp\", ports = \"443-80\", cidr = \"0.0.0.0/0\", action = \"allow\" }}]\n"), "spec.toml:15", "nacls[a].ingress[0].ports = \"443-80\"")]
+#[case::unknown_protocol(&format!("{BASE}ingress = [{{ rule = 1, protocol = \"smtp\", cidr = \"0.0.0.0/0\", action = \"allow\" }}]\n"), "spec.toml:15", "nacls[a].ingress[0].protocol = \"smtp\"")]
+#[case::unknown_group(&format!("{BASE}[[security_groups]]\nname = \"g\"\ngroup_name = \"g\"\ndescription = \"d\"\nzone = \"a\"\ningress = [{{ protocol = \"tcp\", ports = 22, group = \"ghost\" }}]\n"), "spec.toml:20", "security_groups[g].ingress[0].group = \"ghost\"")]
+#[case::missing_zone(&format!("{BASE}[[security_groups]]\nname = \"g\"\ngroup_name = \"g\"\ndescription = \"d\"\nzone = \"nowhere\"\n"), "spec.toml:15", "security_groups[g].zone = \"nowhere\"")]
+fn bad_spec_is_refused_before_any_call(#[case] text: &str, #[case] location: &str, #[case] message: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spec.toml");
+    std::fs::File::create(&path).unwrap().write_all(text.as_bytes()).unwrap();
+    let counter = Counter::new();
+    let out = Command::new(env!("CARGO_BIN_EXE_microseg"))
+        .args(["run", "--spec"])
+        .arg(&path)
+        .args(["--target", &format!("endpoint={}", counter.url())])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(exit::USAGE), "{stderr}");
+    assert!(stderr.contains(&format!("{}", path.display()).replace("spec.toml", "")), "names the file: {stderr}");
+    assert!(stderr.contains(location), "names the line ({location}): {stderr}");
+    assert!(stderr.contains(message), "names field and value ({message}): {stderr}");
+    assert_eq!(counter.connections(), 0, "no API call for a bad spec");
+}
+
+#[test]
+fn unknown_scenario_lists_the_known_ones() {
+    let out = Command::new(env!("CARGO_BIN_EXE_microseg")).args(["plan", "--scenario", "nope"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(exit::USAGE));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("built-in scenarios are recipe"));
+}
+
+#[test]
+fn aws_target_without_allowlist_is_refused_before_any_call() {
+    let out = Command::new(env!("CARGO_BIN_EXE_microseg"))
+        .args(["run", "--target", "aws"])
+        .env_remove("AWS_ENDPOINT_URL")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(exit::TARGET_UNAVAILABLE));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no --allow-account given"));
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_calls_nothing() {
+    let counter = Counter::new();
+    let out = Command::new(env!("CARGO_BIN_EXE_microseg"))
+        .args(["run", "--dry-run", "--target", &format!("endpoint={}", counter.url())])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(exit::PASS));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["zones"].as_array().map(Vec::len), Some(6));
+    assert_eq!(counter.connections(), 0);
+}
+
+#[test]
+fn doctor_lists_every_target_and_the_divergences() {
+    let out = Command::new(env!("CARGO_BIN_EXE_microseg")).arg("doctor").output().unwrap();
+    assert_eq!(out.status.code(), Some(exit::PASS));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in ["localstack-host:", "localstack-container:", "auto:", "aws:", "nacl-without-default-deny"] {
+        assert!(text.contains(line), "doctor names {line}: {text}");
+    }
+}
+
+#[test]
+fn bad_flags_are_usage_errors_before_any_call() {
+    let counter = Counter::new();
+    for args in [
+        vec!["run", "--target", "lokalstack"],
+        vec!["run", "--inject", "boom@rules"],
+        vec!["sweep", "--run-id", "not-a-run"],
+        vec!["sweep", "--older-than", "six hours"],
+        vec!["validate", "--vpc-id", "vpc-1", "--tag", "novalue"],
+        vec!["run", "--target", "aws", "--allow-account", "12345"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_microseg"))
+            .args(&args)
+            .env("MICROSEG_TARGET", format!("endpoint={}", counter.url()))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(exit::USAGE), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: "), "{args:?}");
+    }
+    assert_eq!(counter.connections(), 0);
+}
