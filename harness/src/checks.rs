@@ -55,9 +55,12 @@ use std::collections::BTreeSet;
 
 use crate::bindings::Bindings;
 use crate::capabilities::{Capabilities, Divergence};
-use crate::model::{Direction, MAX_USER_RULE_NUMBER, NaclEntry, Peer, SgRule};
+use crate::model::{Direction, MAX_USER_RULE_NUMBER, NaclEntry, Peer, PortRange, SgRule};
 use crate::observe::{Observed, ObservedNacl};
 use crate::plan::{Plan, RouteTarget};
+use crate::reach::Reachability;
+use microseg_reach::lint::LintKind;
+use microseg_reach::{PortSet, ProtocolClass};
 
 /// Collects one check's findings and divergences.
 struct Check {
@@ -136,6 +139,7 @@ fn list<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
 
 /// Runs every check of the plan against an observed deployment.
 pub fn run_checks(plan: &Plan, observed: &Observed, bindings: &Bindings, caps: &Capabilities) -> Vec<CheckResult> {
+    let reach = crate::reach::analyse(plan, observed, bindings, EPHEMERAL);
     vec![
         associations(plan, observed, bindings),
         nacl_rules(plan, observed, bindings, caps),
@@ -143,24 +147,29 @@ pub fn run_checks(plan: &Plan, observed: &Observed, bindings: &Bindings, caps: &
         flow_log(plan, observed, bindings, caps),
         alarm(plan, observed, bindings),
         routes(plan, observed, bindings),
-        intent(plan, observed, bindings),
+        intent(plan, &reach),
+        rule_lint(plan, &reach),
     ]
     .into_iter()
     .chain(plan.source_checks.iter().map(|sc| source_check(sc, plan, observed, bindings, caps)))
     .collect()
 }
 
+/// Ephemeral ports the evaluator assumes clients use: AWS's NACL guidance (1024–65535).
+pub const EPHEMERAL: PortRange = PortRange { from: 1024, to: 65535 };
+
 /// The intended flows, evaluated through NACLs, groups and routes (`reach`): each must
 /// pass, except those the spec records as blocked by the design, which must stay blocked.
-fn intent(plan: &Plan, observed: &Observed, b: &Bindings) -> CheckResult {
-    let c = Check::new("intent", "intended flows pass NACLs (both ways), security groups and routes");
+/// Then the other way round: traffic that passes though no intent asks for it is a
+/// finding, unless the spec records the design as letting exactly that through.
+fn intent(plan: &Plan, r: &Reachability) -> CheckResult {
+    let c = Check::new("intent", "exactly the intended flows pass NACLs (both ways), security groups and routes");
     if plan.intent.is_empty() {
         return c.skipped("the scenario states no intended flows");
     }
     let mut c = c;
-    let verdicts = crate::reach::evaluate_intent(plan, observed, b, crate::model::PortRange { from: 1024, to: 65535 });
     let mut expected_blocked = 0;
-    for v in &verdicts {
+    for v in &r.intents {
         let f = &v.flow;
         let resource = format!(
             "flow {} → {} {}{}",
@@ -181,12 +190,119 @@ fn intent(plan: &Plan, observed: &Observed, b: &Bindings) -> CheckResult {
             (None, true) => {}
         }
     }
-    let passing = verdicts.iter().filter(|v| v.allowed).count();
+
+    // What the design accepts, per (from, to, class); `None` protocol covers every class.
+    let accepted = |from: &str, to: &str, class: ProtocolClass| -> PortSet {
+        plan.allowed_by_design
+            .iter()
+            .filter(|o| o.from.to_string() == from && o.to.to_string() == to && class.matched_by(o.protocol))
+            .fold(PortSet::empty(), |acc, o| {
+                let ports = if class.has_ports() && o.protocol.has_ports() {
+                    PortSet::from_ranges(o.ports.iter().copied())
+                } else {
+                    PortSet::full()
+                };
+                acc.union(&ports)
+            })
+    };
+    let mut expected_open = 0;
+    for u in &r.unintended {
+        let class = u.service.protocol;
+        let unexpected = u.service.ports.subtract(&accepted(&u.from, &u.to, class));
+        if unexpected.is_empty() {
+            expected_open += 1;
+            continue;
+        }
+        let what = if class.has_ports() { format!("{class}/{unexpected}") } else { class.to_string() };
+        c.finding(
+            "MS-REACH-UNINTENDED",
+            format!("flow {} → {} {what}", u.from, u.to),
+            "denied: no intended flow covers it",
+            format!("allowed by {}", u.allowed_by.join("; ")),
+        );
+    }
+    for o in &plan.allowed_by_design {
+        let (from, to) = (o.from.to_string(), o.to.to_string());
+        let class = ProtocolClass::of(o.protocol);
+        let open: PortSet = r
+            .unintended
+            .iter()
+            .filter(|u| u.from == from && u.to == to && class.is_none_or(|c| c == u.service.protocol))
+            .fold(PortSet::empty(), |acc, u| acc.union(&u.service.ports));
+        let want = if o.protocol.has_ports() { PortSet::from_ranges(o.ports.iter().copied()) } else { PortSet::full() };
+        let missing = want.subtract(&open);
+        if !missing.is_empty() {
+            c.finding(
+                "MS-REACH-DESIGN-DRIFT",
+                format!("flow {from} → {to} {}/{}", o.protocol, PortSet::from_ranges(o.ports.iter().copied())),
+                format!("allowed, as the design does ({})", o.why),
+                format!("not passing: {}", if o.protocol.has_ports() { missing.to_string() } else { "blocked".into() }),
+            );
+        }
+    }
+    let passing = r.intents.iter().filter(|v| v.allowed).count();
     c.note(format!(
-        "{passing} of {} intended flows pass; {expected_blocked} blocked as the spec records the design does",
-        verdicts.len()
+        "{passing} of {} intended flows pass; {expected_blocked} blocked and {expected_open} unintended opening(s) as the spec records the design does",
+        r.intents.len()
     ))
     .done()
+}
+
+/// Rules of the planned NACLs and groups that do nothing: shadowed NACL entries (never
+/// the first match), redundant entries and group rules (removing them changes nothing).
+fn rule_lint(plan: &Plan, r: &Reachability) -> CheckResult {
+    let mut c = Check::new("rule-lint", "every NACL entry and group rule decides something");
+    let mut expected = 0;
+    for l in &r.lint {
+        let kind = match l.kind {
+            LintKind::Shadowed => "shadowed",
+            LintKind::Redundant => "redundant",
+        };
+        if plan.expected_lint.iter().any(|e| e.owner == l.owner && e.rule == l.rule && e.kind == kind) {
+            expected += 1;
+            continue;
+        }
+        let id = match (l.kind, l.owner.starts_with("NACL")) {
+            (LintKind::Shadowed, _) => "MS-NACL-SHADOWED",
+            (LintKind::Redundant, true) => "MS-NACL-REDUNDANT",
+            (LintKind::Redundant, false) => "MS-SG-REDUNDANT",
+        };
+        let expected_text = match l.kind {
+            LintKind::Shadowed => "the entry is the first match for some packet",
+            LintKind::Redundant => "removing the rule would change some decision",
+        };
+        // Group rules name their direction themselves (`ingress tcp/22 from …`).
+        let resource = if l.owner.starts_with("NACL") {
+            format!("{} {} {}", l.owner, l.direction, l.rule)
+        } else {
+            format!("{} {}", l.owner, l.rule)
+        };
+        c.finding(
+            id,
+            resource,
+            expected_text,
+            format!("{kind}: {} decide(s) every packet it matches the same way", list(&l.because)),
+        );
+    }
+    for e in &plan.expected_lint {
+        let found = r.lint.iter().any(|l| {
+            l.owner == e.owner
+                && l.rule == e.rule
+                && matches!(
+                    (l.kind, e.kind.as_str()),
+                    (LintKind::Shadowed, "shadowed") | (LintKind::Redundant, "redundant")
+                )
+        });
+        if !found {
+            c.finding(
+                "MS-LINT-DESIGN-DRIFT",
+                format!("{} {}", e.owner, e.rule),
+                format!("{}, as the design has it ({})", e.kind, e.why),
+                "not found as such in the deployment",
+            );
+        }
+    }
+    c.note(format!("{} rule(s) flagged, {expected} of them recorded in the spec as the design's", r.lint.len())).done()
 }
 
 /// One of the source document's own validation steps, run as it describes it.
@@ -1048,7 +1164,8 @@ mod tests {
         let (o, b) = deployed(&plan);
         let results = run_checks(&plan, &o, &b, &Capabilities::aws());
         let ids: Vec<&str> = results.iter().map(|c| c.id.as_str()).collect();
-        let mut want = vec!["associations", "nacl-rules", "security-groups", "flow-log", "alarm", "routes", "intent"];
+        let mut want =
+            vec!["associations", "nacl-rules", "security-groups", "flow-log", "alarm", "routes", "intent", "rule-lint"];
         want.extend([
             "recipe-v1-nacl-associations",
             "recipe-v2-sg-references",
@@ -1541,7 +1658,7 @@ mod tests {
             })
             .unwrap();
         flow.blocked_by_design = None;
-        let c = intent(&plan, &observed, &b);
+        let c = intent(&plan, &crate::reach::analyse(&plan, &observed, &b, EPHEMERAL));
         assert_eq!(c.status, Status::Fail);
         assert_eq!(c.findings.len(), 1);
         assert_eq!(c.findings[0].id, "MS-INTENT-BLOCKED");
@@ -1561,13 +1678,94 @@ mod tests {
                 action: crate::model::RuleAction::Allow,
             },
         );
-        let c = intent(&plan, &observed, &b);
+        let c = intent(&plan, &crate::reach::analyse(&plan, &observed, &b, EPHEMERAL));
         assert!(
             c.findings
                 .iter()
                 .any(|f| f.id == "MS-INTENT-UNEXPECTEDLY-ALLOWED" && f.resource == "flow web → app tcp/8080"),
             "{:?}",
             c.findings
+        );
+    }
+    fn reach_checks(plan: &Plan, o: &Observed, b: &Bindings) -> (CheckResult, CheckResult) {
+        let r = crate::reach::analyse(plan, o, b, EPHEMERAL);
+        (intent(plan, &r), rule_lint(plan, &r))
+    }
+
+    /// The recipe's DMZ can open internet high ports (its #120 entries both ways and the
+    /// default egress); the spec records it. Without the record it is a finding naming
+    /// each rule that opens it.
+    #[test]
+    fn an_unrecorded_unintended_opening_is_a_finding_with_the_rules_that_open_it() {
+        let mut plan = recipe();
+        let (o, b) = deployed(&plan);
+        assert_eq!(reach_checks(&plan, &o, &b).0.status, Status::Pass);
+        plan.allowed_by_design.clear();
+        let (c, _) = reach_checks(&plan, &o, &b);
+        assert_eq!(c.status, Status::Fail);
+        let f: Vec<(&str, &str)> = c.findings.iter().map(|f| (f.id.as_str(), f.resource.as_str())).collect();
+        assert_eq!(f, [("MS-REACH-UNINTENDED", "flow dmz → internet tcp/1024-65535")]);
+        for rule in
+            ["dmz NACL egress: rule #120", "dmz NACL ingress: rule #120", "egress all to 0.0.0.0/0", "dmz route table"]
+        {
+            assert!(c.findings[0].found.contains(rule), "{rule}: {}", c.findings[0].found);
+        }
+    }
+
+    /// A deployment that closes what the design leaves open departs from the design too:
+    /// keep the DMZ group's egress inside the VPC and the recorded opening is gone, while
+    /// the intended flows still pass (replies to the internet ride connection tracking).
+    #[test]
+    fn a_recorded_opening_that_no_longer_passes_is_drift() {
+        let plan = recipe();
+        let (mut o, b) = deployed(&plan);
+        let dmz = o.security_groups.iter_mut().find(|g| g.id == "sg-dmz").unwrap();
+        let egress = dmz.rules.iter_mut().find(|r| r.direction == Direction::Egress).unwrap();
+        egress.peer = Peer::Cidr("10.0.0.0/16".parse().unwrap());
+        let (c, _) = reach_checks(&plan, &o, &b);
+        let f: Vec<(&str, &str)> = c.findings.iter().map(|f| (f.id.as_str(), f.resource.as_str())).collect();
+        assert_eq!(f, [("MS-REACH-DESIGN-DRIFT", "flow dmz → internet tcp/1024-65535")]);
+        assert_eq!(c.findings[0].found, "not passing: 1024-65535");
+    }
+
+    /// A deny at #90 for exactly what #100 allows shadows #100 (the web tier then loses
+    /// HTTP from the DMZ, which the intent check reports too); a management rule inside
+    /// the group's own broader rule is redundant.
+    #[test]
+    fn shadowed_entries_and_redundant_group_rules_are_findings() {
+        let plan = recipe();
+        let (mut o, b) = deployed(&plan);
+        let web = o.nacls.iter_mut().find(|n| n.id == "acl-web").unwrap();
+        web.entries.push(NaclEntry {
+            rule_number: 90,
+            direction: Direction::Ingress,
+            protocol: crate::model::Protocol::Tcp,
+            ports: Some(PortRange::single(80)),
+            cidr: "10.0.1.0/24".parse().unwrap(),
+            action: crate::model::RuleAction::Deny,
+        });
+        let mgmt = o.security_groups.iter_mut().find(|g| g.id == "sg-management").unwrap();
+        mgmt.rules.push(SgRule {
+            direction: Direction::Ingress,
+            protocol: crate::model::Protocol::Tcp,
+            ports: Some(PortRange::single(22)),
+            peer: Peer::Cidr("10.0.5.0/24".parse().unwrap()),
+        });
+        let (intent_check, lint) = reach_checks(&plan, &o, &b);
+        let f: Vec<(&str, &str)> = lint.findings.iter().map(|f| (f.id.as_str(), f.resource.as_str())).collect();
+        assert_eq!(
+            f,
+            [
+                ("MS-NACL-SHADOWED", "NACL web ingress #100 allow tcp/80 10.0.1.0/24"),
+                ("MS-SG-REDUNDANT", "security group management ingress tcp/22 from 10.0.5.0/24"),
+            ]
+        );
+        assert!(lint.findings[0].found.contains("#90 deny tcp/80 10.0.1.0/24"), "{:?}", lint.findings[0]);
+        assert!(lint.findings[1].found.contains("ingress tcp/22 from 10.0.0.0/8"), "{:?}", lint.findings[1]);
+        assert!(
+            intent_check.findings.iter().any(|f| f.id == "MS-INTENT-BLOCKED" && f.resource == "flow dmz → web tcp/80"),
+            "{:?}",
+            intent_check.findings
         );
     }
 }

@@ -115,10 +115,14 @@ pub struct PlanArgs {
     /// Scenario.
     #[command(flatten)]
     pub spec: SpecArgs,
-    /// Instead of the plan, evaluate the design's intended flows (NACLs both ways with
-    /// ephemeral replies, security groups, routes) as AWS would enforce them.
+    /// Instead of the plan, evaluate the design as AWS would enforce it: intended flows
+    /// (NACLs both ways with ephemeral replies, security groups, routes), the zone matrix,
+    /// unintended openings and pointless rules. Exit 1 on findings the spec does not record.
     #[arg(long)]
     pub reach: bool,
+    /// With `--reach`: JSON instead of text.
+    #[arg(long, requires = "reach")]
+    pub json: bool,
 }
 
 /// Where to run.
@@ -247,15 +251,26 @@ pub fn load_plan(args: &SpecArgs) -> Result<Plan, String> {
 fn plan_cmd(args: &PlanArgs) -> i32 {
     match load_plan(&args.spec) {
         Ok(plan) if args.reach => {
+            // The design evaluated on AWS semantics before anything is built: the same
+            // checks a deployment gets, so the exit code says whether the design is sound.
             let (observed, bindings) = crate::reach::designed(&plan);
-            let verdicts = crate::reach::evaluate_intent(
-                &plan,
-                &observed,
-                &bindings,
-                crate::model::PortRange { from: 1024, to: 65535 },
-            );
-            print!("{}", crate::reach::text(&verdicts));
-            exit::PASS
+            let r = crate::reach::analyse(&plan, &observed, &bindings, crate::checks::EPHEMERAL);
+            let checks =
+                crate::checks::run_checks(&plan, &observed, &bindings, &crate::capabilities::Capabilities::aws());
+            let reach_checks: Vec<_> = checks.into_iter().filter(|c| c.id == "intent" || c.id == "rule-lint").collect();
+            if args.json {
+                let doc = serde_json::json!({ "reachability": r, "checks": reach_checks });
+                println!("{}", serde_json::to_string_pretty(&doc).expect("analysis serialises"));
+            } else {
+                print!("{}", crate::reach::text(&r.intents));
+                print!("\n{}", crate::reach::matrix_text(&r.matrix));
+                print!("{}", crate::report::checks_table(&reach_checks));
+            }
+            if reach_checks.iter().any(|c| c.status == crate::checks::Status::Fail) {
+                exit::FINDINGS
+            } else {
+                exit::PASS
+            }
         }
         Ok(plan) => {
             println!("{}", serde_json::to_string_pretty(&plan).expect("plan serialises"));
@@ -373,7 +388,8 @@ async fn run_cmd(args: &RunArgs, quiet: bool) -> i32 {
                     "{}",
                     crate::report::markdown(
                         &format!("microseg run {} · {} ({})", report.run_id, report.scenario, report.variant),
-                        &report.checks
+                        &report.checks,
+                        report.reachability.as_ref().map(|r| &r.matrix)
                     )
                 ),
             }
@@ -671,7 +687,8 @@ fn print_validate(report: &crate::validate::ValidateReport, format: Format) -> i
             "{}",
             crate::report::markdown(
                 &format!("microseg validate · {} · {}", report.scenario, report.source),
-                &report.checks
+                &report.checks,
+                report.reachability.as_ref().map(|r| &r.matrix)
             )
         ),
     }

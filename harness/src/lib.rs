@@ -16,7 +16,6 @@ pub mod discover;
 pub mod exit;
 pub mod inventory;
 pub mod ledger;
-pub mod model;
 pub mod observe;
 pub mod plan;
 pub mod reach;
@@ -28,3 +27,6 @@ pub mod sweep;
 pub mod target;
 pub mod teardown;
 pub mod validate;
+
+/// The vocabulary shared by specs, plans and observed deployments (from `microseg-reach`).
+pub use microseg_reach::model;

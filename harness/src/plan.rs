@@ -85,8 +85,27 @@ pub struct Plan {
     pub deviations: Vec<DeviationSpec>,
     /// Flows the design means to allow; all others are meant to be denied.
     pub intent: Vec<IntendedFlow>,
+    /// Unintended traffic the design lets through, each explained (expected findings).
+    pub allowed_by_design: Vec<Opening>,
+    /// Pointless rules the design contains, each explained (expected lint).
+    pub expected_lint: Vec<crate::spec::ExpectedLintSpec>,
     /// The source's own validation steps.
     pub source_checks: Vec<crate::spec::SourceCheckSpec>,
+}
+
+/// Traffic the design lets through though no intent asks for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Opening {
+    /// Client.
+    pub from: FlowEnd,
+    /// Server.
+    pub to: FlowEnd,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Destination ports (TCP/UDP); `None` for every port or a portless protocol.
+    pub ports: Vec<PortRange>,
+    /// Why it is accepted.
+    pub why: String,
 }
 
 /// One end of a flow.
@@ -697,6 +716,65 @@ impl Plan {
             }
         }
 
+        let mut allowed_by_design = Vec::new();
+        for (i, o) in spec.allowed_by_design.iter().enumerate() {
+            let at = o.span().start;
+            let opening = o.get_ref();
+            let field = format!("allowed_by_design[{i}]");
+            let mut end = |name: &str, which: &str| -> Option<FlowEnd> {
+                if name == "internet" {
+                    Some(FlowEnd::Internet)
+                } else if zone_names.contains(name) {
+                    Some(FlowEnd::Zone(name.to_string()))
+                } else {
+                    c.problem(
+                        Some(at),
+                        format!("{field}.{which}"),
+                        format!("{name:?}"),
+                        format!("no zone of that name (nor \"internet\"); known: {}", join(&zone_names)),
+                    );
+                    None
+                }
+            };
+            let (from, to) = (end(&opening.from, "from"), end(&opening.to, "to"));
+            let protocol = c.protocol(at, &format!("{field}.protocol"), &opening.protocol);
+            let ports = match (protocol, &opening.ports) {
+                (Some(p), Some(PortsSpec::Text(t))) if p.has_ports() && t.contains(',') => {
+                    let parsed: Option<Vec<PortRange>> = t.split(',').map(PortRange::parse).collect();
+                    if parsed.is_none() {
+                        c.problem(
+                            Some(at),
+                            format!("{field}.ports"),
+                            format!("{t:?}"),
+                            "a comma-separated list of ports or ranges, e.g. \"80,443,1024-65535\"",
+                        );
+                    }
+                    parsed
+                }
+                (Some(p), ports) => {
+                    c.ports(at, &format!("{field}.ports"), p, ports.as_ref()).map(|r| r.into_iter().collect())
+                }
+                (None, _) => None,
+            };
+            if opening.why.trim().is_empty() {
+                c.problem(Some(at), format!("{field}.why"), "\"\"", "explain why the design lets this through");
+            }
+            if let (Some(from), Some(to), Some(protocol), Some(ports)) = (from, to, protocol, ports) {
+                allowed_by_design.push(Opening { from, to, protocol, ports, why: opening.why.clone() });
+            }
+        }
+        for (i, l) in spec.expected_lint.iter().enumerate() {
+            let kind = &l.get_ref().kind;
+            if kind != "shadowed" && kind != "redundant" {
+                c.problem(
+                    Some(l.span().start),
+                    format!("expected_lint[{i}].kind"),
+                    format!("{kind:?}"),
+                    "shadowed or redundant",
+                );
+            }
+        }
+
         let nacl_set: BTreeSet<&str> = spec.nacls.iter().map(|n| n.get_ref().name.as_str()).collect();
         for (i, sc) in spec.source_checks.iter().enumerate() {
             let at = Some(sc.span().start);
@@ -779,6 +857,8 @@ impl Plan {
             alarm,
             deviations: spec.deviations.clone(),
             intent,
+            allowed_by_design,
+            expected_lint: spec.expected_lint.iter().map(|l| l.get_ref().clone()).collect(),
             source_checks: spec.source_checks.iter().map(|s| s.get_ref().clone()).collect(),
         })
     }

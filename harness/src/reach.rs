@@ -1,27 +1,20 @@
-//! Intent verification, first cut: does each flow the spec intends actually pass the
-//! NACLs, security groups and routes as deployed (or as designed)?
-//!
-//! Semantics, as the VPC documentation gives them:
-//! - NACLs are stateless and evaluated per direction, lowest rule number first; the first
-//!   match decides; the `*` entry denies the rest. A connection from A to B needs A's
-//!   NACL egress and B's NACL ingress for the request (destination port), and B's egress
-//!   and A's ingress for the reply to A's ephemeral port. Every port of the ephemeral
-//!   range (1024–65535 by default) must be allowed, since the client picks any of them.
-//! - Security groups are stateful and allow-only: the request needs an egress rule of
-//!   one of A's groups and an ingress rule of one of B's groups; replies are automatic.
-//!   A group peer matches the endpoints that are members of that group (the zone's
-//!   workloads are members of the zone's groups).
-//! - Traffic to or from the internet needs the zone's route table (explicit association,
-//!   else main) to route the internet address to an internet gateway attached to the VPC.
+//! Intent verification: what the deployed network actually lets through, compared with
+//! what the spec intends. This module turns a deployment (live, snapshot or designed)
+//! and its bindings into the engine's [`Network`] and reads the engine's answers back in
+//! the plan's words; the semantics live in `microseg-reach` (`path` for one connection,
+//! `matrix` for every pair, `lint` for rules that do nothing).
 //!
 //! A zone is represented by one address inside its subnet, the internet by 203.0.113.10
-//! (TEST-NET-3). Unintended flows, shadowed rules and the zone matrix come later.
+//! (TEST-NET-3).
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
+use microseg_reach::lint::RuleLint;
+use microseg_reach::matrix::{self, CellVerdict, Matrix, Unintended};
+use microseg_reach::{Endpoint, Group, GroupPeer, GroupRule, Intent, Nacl, Network, ProtocolClass};
 use serde::Serialize;
 
 use crate::bindings::Bindings;
@@ -46,49 +39,6 @@ pub struct FlowVerdict {
     pub blocked_by: Vec<String>,
 }
 
-struct End<'a> {
-    name: String,
-    addr: IpAddr,
-    nacl: Option<&'a ObservedNacl>,
-    groups: Vec<&'a ObservedSecurityGroup>,
-    group_names: BTreeSet<String>,
-    route_table: Option<&'a ObservedRouteTable>,
-    internet: bool,
-}
-
-fn end<'a>(e: &FlowEnd, plan: &Plan, observed: &'a Observed, b: &Bindings) -> End<'a> {
-    match e {
-        FlowEnd::Internet => End {
-            name: "internet".into(),
-            addr: IpAddr::V4(INTERNET),
-            nacl: None,
-            groups: vec![],
-            group_names: BTreeSet::new(),
-            route_table: None,
-            internet: true,
-        },
-        FlowEnd::Zone(z) => {
-            let subnet = b.zones.get(z).and_then(|id| observed.subnet(id));
-            let addr = subnet.map(|s| host_in(s.cidr)).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-            let group_names: BTreeSet<String> =
-                plan.security_groups.iter().filter(|g| &g.zone == z).map(|g| g.name.clone()).collect();
-            End {
-                name: z.clone(),
-                addr,
-                nacl: subnet.and_then(|s| observed.nacl_of_subnet(&s.id)),
-                groups: group_names
-                    .iter()
-                    .filter_map(|g| b.security_groups.get(g))
-                    .filter_map(|id| observed.security_group(id))
-                    .collect(),
-                group_names,
-                route_table: subnet.and_then(|s| observed.route_table_of_subnet(&s.id)),
-                internet: false,
-            }
-        }
-    }
-}
-
 /// An address inside a subnet (its tenth host), standing for the zone's workloads.
 fn host_in(net: IpNet) -> IpAddr {
     match net {
@@ -97,176 +47,174 @@ fn host_in(net: IpNet) -> IpAddr {
     }
 }
 
-fn proto_matches(rule: Protocol, packet: Protocol) -> bool {
-    rule == Protocol::All || rule == packet
+/// A deployment in the engine's terms, with the plan's intents by endpoint index.
+pub struct Deployment {
+    /// The network: the internet first, then the plan's zones in spec order.
+    pub network: Network,
+    /// The plan's intended flows, in plan order.
+    pub intents: Vec<Intent>,
+    /// The NACLs and groups the plan names (by index), the ones worth linting.
+    planned: (Vec<usize>, Vec<usize>),
 }
 
-/// The first matching entry of a NACL for one packet, by rule number.
-fn first_match(
-    nacl: &ObservedNacl,
-    dir: Direction,
-    proto: Protocol,
-    peer: IpAddr,
-    port: Option<u16>,
-) -> Option<&NaclEntry> {
-    let mut entries: Vec<&NaclEntry> = nacl.entries.iter().filter(|e| e.direction == dir).collect();
-    entries.sort_by_key(|e| e.rule_number);
-    entries.into_iter().find(|e| {
-        proto_matches(e.protocol, proto)
-            && e.cidr.contains(&peer)
-            && match (e.ports, port) {
-                (Some(r), Some(p)) => r.contains(p),
-                _ => true,
-            }
-    })
-}
-
-/// Whether a NACL lets every port of `ports` through; otherwise why not, naming the
-/// deciding entry (or the default deny) and the first port range it stops.
-fn nacl_allows(
-    label: &str,
-    nacl: &ObservedNacl,
-    dir: Direction,
-    proto: Protocol,
-    peer: IpAddr,
-    ports: Option<PortRange>,
-) -> Result<(), String> {
-    let probes: Vec<Option<u16>> = match (proto.has_ports(), ports) {
-        (true, Some(r)) => {
-            // One port per stretch between entry boundaries decides the whole stretch.
-            let mut cuts: BTreeSet<u16> = [r.from].into();
-            for e in nacl.entries.iter().filter(|e| e.direction == dir) {
-                if let Some(p) = e.ports {
-                    for c in [p.from, p.to.saturating_add(1)] {
-                        if c > r.from && c <= r.to {
-                            cuts.insert(c);
-                        }
-                    }
-                }
-            }
-            cuts.into_iter().map(Some).collect()
-        }
-        _ => vec![None],
+/// Reads a deployment into the engine's model. NACLs and groups are named by the plan's
+/// logical names where bound, else by id. A zone whose subnet is not found becomes an
+/// endpoint that blocks everything, with the reason.
+pub fn deployment(plan: &Plan, observed: &Observed, b: &Bindings, ephemeral: PortRange) -> Deployment {
+    let nacl_names: BTreeMap<&str, &str> = b.nacls.iter().map(|(k, v)| (v.as_str(), k.as_str())).collect();
+    let nacls: Vec<Nacl> = observed
+        .nacls
+        .iter()
+        .map(|n| Nacl::new(nacl_names.get(n.id.as_str()).map_or(n.id.as_str(), |s| *s), n.entries.iter().cloned()))
+        .collect();
+    let group_index: BTreeMap<&str, usize> =
+        observed.security_groups.iter().enumerate().map(|(i, g)| (g.id.as_str(), i)).collect();
+    let resolve = |peer: &Peer| match peer {
+        Peer::Cidr(c) => GroupPeer::Cidr(*c),
+        Peer::Group(name) => b
+            .security_groups
+            .get(name)
+            .and_then(|id| group_index.get(id.as_str()))
+            .map_or_else(|| GroupPeer::Unresolved(peer.to_string()), |&i| GroupPeer::Group(i)),
+        Peer::GroupId(id) => group_index
+            .get(id.as_str())
+            .map_or_else(|| GroupPeer::Unresolved(peer.to_string()), |&i| GroupPeer::Group(i)),
+        Peer::PrefixList(_) => GroupPeer::Unresolved(peer.to_string()),
     };
-    for port in probes {
-        match first_match(nacl, dir, proto, peer, port) {
-            Some(e) if e.action == RuleAction::Allow => {}
-            // The `*` entry is "nothing else matched"; say so in those words.
-            Some(e) if !e.is_default_deny() => {
-                let rule =
-                    if e.rule_number == DEFAULT_DENY_RULE_NUMBER { "*".into() } else { e.rule_number.to_string() };
-                return Err(format!(
-                    "{label} NACL {dir}: rule #{rule} denies {proto}{} {} {peer}",
-                    port.map(|p| format!("/{p}")).unwrap_or_default(),
-                    if dir == Direction::Ingress { "from" } else { "to" }
-                ));
-            }
-            _ => {
-                return Err(format!(
-                    "{label} NACL {dir}: no entry matches {proto}{} {} {peer}, default deny",
-                    port.map(|p| format!("/{p}")).unwrap_or_default(),
-                    if dir == Direction::Ingress { "from" } else { "to" }
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-fn sg_allows(
-    label: &str,
-    me: &End<'_>,
-    other: &End<'_>,
-    dir: Direction,
-    proto: Protocol,
-    port: Option<u16>,
-    b: &Bindings,
-) -> Result<(), String> {
-    if me.groups.is_empty() {
-        return Err(format!("zone {label} has no security group for its workloads"));
-    }
-    let ok = me.groups.iter().flat_map(|g| &g.rules).filter(|r| r.direction == dir).any(|r| {
-        proto_matches(r.protocol, proto)
-            && match (r.ports, port) {
-                (Some(range), Some(p)) => range.contains(p),
-                _ => true,
-            }
-            && match b.resolve_peer(&r.peer) {
-                Peer::Cidr(c) => c.contains(&other.addr),
-                Peer::Group(g) => other.group_names.contains(&g),
-                _ => false,
-            }
-    });
-    if ok {
-        Ok(())
-    } else {
-        let names: Vec<&str> = me.groups.iter().map(|g| g.name.as_str()).collect();
-        Err(format!(
-            "security group(s) {} of {label} {dir}: no rule allows {proto}{} {} {}",
-            names.join(", "),
-            port.map(|p| format!("/{p}")).unwrap_or_default(),
-            if dir == Direction::Ingress { "from" } else { "to" },
-            other.name
-        ))
-    }
-}
-
-fn route_to_internet(zone: &End<'_>, observed: &Observed) -> Result<(), String> {
-    let vpc = observed.vpc.as_ref().map(|v| v.id.as_str()).unwrap_or_default();
-    let ok = zone.route_table.is_some_and(|t| {
-        t.routes.iter().any(|r| {
-            r.destination.parse::<IpNet>().is_ok_and(|d| d.contains(&IpAddr::V4(INTERNET)))
-                && observed
-                    .internet_gateways
-                    .iter()
-                    .any(|g| g.id == r.target && g.attached_vpc_ids.iter().any(|v| v == vpc))
+    let groups: Vec<Group> = observed
+        .security_groups
+        .iter()
+        .map(|g| Group {
+            name: b.group_name_of(&g.id).map_or_else(|| g.name.clone(), str::to_string),
+            rules: g
+                .rules
+                .iter()
+                .map(|r| GroupRule {
+                    rule: crate::model::SgRule { peer: b.resolve_peer(&r.peer), ..r.clone() },
+                    peer: resolve(&r.peer),
+                })
+                .collect(),
         })
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("{} route table: no route to the internet through an attached internet gateway", zone.name))
+        .collect();
+
+    let vpc = observed.vpc.as_ref().map(|v| v.id.as_str()).unwrap_or_default();
+    let internet_route = |t: &ObservedRouteTable| {
+        t.routes.iter().find_map(|r| {
+            let to_internet = r.destination.parse::<IpNet>().is_ok_and(|d| d.contains(&IpAddr::V4(INTERNET)));
+            let gateway_attached = observed
+                .internet_gateways
+                .iter()
+                .any(|g| g.id == r.target && g.attached_vpc_ids.iter().any(|v| v == vpc));
+            (to_internet && gateway_attached).then(|| format!("{} → {}", r.destination, r.target))
+        })
+    };
+    let mut endpoints = vec![Endpoint::internet(IpAddr::V4(INTERNET))];
+    for z in &plan.zones {
+        let subnet = b.zones.get(&z.name).and_then(|id| observed.subnet(id));
+        let groups = plan
+            .security_groups
+            .iter()
+            .filter(|g| g.zone == z.name)
+            .filter_map(|g| b.security_groups.get(&g.name))
+            .filter_map(|id| group_index.get(id.as_str()).copied())
+            .collect();
+        endpoints.push(match subnet {
+            Some(s) => Endpoint {
+                name: z.name.clone(),
+                addr: host_in(s.cidr),
+                internet: false,
+                nacl: observed.nacl_of_subnet(&s.id).and_then(|n| observed.nacls.iter().position(|x| x.id == n.id)),
+                groups,
+                internet_route: observed.route_table_of_subnet(&s.id).and_then(internet_route),
+                problems: vec![],
+            },
+            None => Endpoint {
+                name: z.name.clone(),
+                addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                internet: false,
+                nacl: None,
+                groups,
+                internet_route: None,
+                problems: vec![format!("zone {}: no subnet found in the deployment", z.name)],
+            },
+        });
     }
+    let network = Network { nacls, groups, endpoints, ephemeral };
+    let index =
+        |e: &FlowEnd| network.endpoint(&e.to_string()).expect("every flow end is a planned zone or the internet");
+    let intents = plan
+        .intent
+        .iter()
+        .map(|f| Intent {
+            from: index(&f.from),
+            to: index(&f.to),
+            class: ProtocolClass::of(f.protocol),
+            ports: f.ports.unwrap_or(PortRange::ALL),
+        })
+        .collect();
+    let planned_nacls = plan
+        .nacls
+        .iter()
+        .filter_map(|n| b.nacls.get(&n.name))
+        .filter_map(|id| observed.nacls.iter().position(|x| &x.id == id))
+        .collect();
+    let planned_groups = plan
+        .security_groups
+        .iter()
+        .filter_map(|g| b.security_groups.get(&g.name))
+        .filter_map(|id| group_index.get(id.as_str()).copied())
+        .collect();
+    Deployment { network, intents, planned: (planned_nacls, planned_groups) }
 }
 
 /// Evaluates every intended flow of the plan on a deployment.
 pub fn evaluate_intent(plan: &Plan, observed: &Observed, b: &Bindings, ephemeral: PortRange) -> Vec<FlowVerdict> {
+    let d = deployment(plan, observed, b, ephemeral);
     plan.intent
         .iter()
-        .map(|flow| {
-            let (a, z) = (end(&flow.from, plan, observed, b), end(&flow.to, plan, observed, b));
-            let port = flow.ports.map(|p| p.from);
-            let mut blocked = Vec::new();
-            let mut check = |r: Result<(), String>| {
-                if let Err(e) = r {
-                    blocked.push(e);
-                }
-            };
-            // Request, then reply to the client's ephemeral ports.
-            if let Some(n) = a.nacl {
-                check(nacl_allows(&a.name, n, Direction::Egress, flow.protocol, z.addr, flow.ports));
-            }
-            if let Some(n) = z.nacl {
-                check(nacl_allows(&z.name, n, Direction::Ingress, flow.protocol, a.addr, flow.ports));
-                check(nacl_allows(&z.name, n, Direction::Egress, flow.protocol, a.addr, Some(ephemeral)));
-            }
-            if let Some(n) = a.nacl {
-                check(nacl_allows(&a.name, n, Direction::Ingress, flow.protocol, z.addr, Some(ephemeral)));
-            }
-            if !a.internet {
-                check(sg_allows(&a.name, &a, &z, Direction::Egress, flow.protocol, port, b));
-            }
-            if !z.internet {
-                check(sg_allows(&z.name, &z, &a, Direction::Ingress, flow.protocol, port, b));
-            }
-            for (zone, other) in [(&a, &z), (&z, &a)] {
-                if other.internet && !zone.internet {
-                    check(route_to_internet(zone, observed));
-                }
-            }
-            FlowVerdict { flow: flow.clone(), allowed: blocked.is_empty(), blocked_by: blocked }
+        .zip(&d.intents)
+        .map(|(flow, intent)| {
+            let v = matrix::evaluate(&d.network, intent);
+            FlowVerdict { flow: flow.clone(), allowed: v.allowed, blocked_by: v.blocked_by }
         })
         .collect()
+}
+
+/// Everything the evaluator says about a deployment.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reachability {
+    /// One verdict per intended flow, in plan order.
+    pub intents: Vec<FlowVerdict>,
+    /// The zone × zone matrix (the internet included).
+    pub matrix: Matrix,
+    /// Traffic that passes though no intent covers it.
+    pub unintended: Vec<Unintended>,
+    /// Rules of the planned NACLs and groups that do nothing.
+    pub lint: Vec<RuleLint>,
+}
+
+/// The intents, the matrix, the unintended traffic and the rule lint of a deployment.
+pub fn analyse(plan: &Plan, observed: &Observed, b: &Bindings, ephemeral: PortRange) -> Reachability {
+    let d = deployment(plan, observed, b, ephemeral);
+    let a = matrix::analyse(&d.network, &d.intents);
+    let lint = d
+        .planned
+        .0
+        .iter()
+        .flat_map(|&n| microseg_reach::lint::nacl(&d.network.nacls[n]))
+        .chain(d.planned.1.iter().flat_map(|&g| microseg_reach::lint::group(&d.network.groups[g])))
+        .collect();
+    Reachability {
+        intents: plan
+            .intent
+            .iter()
+            .zip(a.intents)
+            .map(|(flow, v)| FlowVerdict { flow: flow.clone(), allowed: v.allowed, blocked_by: v.blocked_by })
+            .collect(),
+        matrix: a.matrix,
+        unintended: a.unintended,
+        lint,
+    }
 }
 
 /// The deployment a plan describes, as it would stand on AWS (default deny entries
@@ -385,6 +333,52 @@ pub fn text(verdicts: &[FlowVerdict]) -> String {
     out
 }
 
+fn verdict_word(v: CellVerdict) -> &'static str {
+    match v {
+        CellVerdict::Closed => "·",
+        CellVerdict::AsIntended => "ok",
+        CellVerdict::Blocked => "BLOCKED",
+        CellVerdict::Open => "OPEN",
+        CellVerdict::BlockedAndOpen => "BLOCKED+OPEN",
+    }
+}
+
+/// The zone matrix as a table (rows: from, columns: to), then each cell that departs
+/// from the design with what passes and what is intended.
+pub fn matrix_text(m: &Matrix) -> String {
+    let mut out = String::new();
+    let width = m.endpoints.iter().map(|e| e.len()).max().unwrap_or(4).max(12);
+    let _ = writeln!(out, "reachability (rows: from, columns: to; ok = as intended, · = closed as intended)");
+    let _ = write!(out, "{:<width$}", "");
+    for e in &m.endpoints {
+        let _ = write!(out, "  {e:<width$}");
+    }
+    out.push('\n');
+    for from in &m.endpoints {
+        let _ = write!(out, "{from:<width$}");
+        for to in &m.endpoints {
+            let word = m.cell(from, to).map_or("-", |c| verdict_word(c.verdict));
+            let _ = write!(out, "  {word:<width$}");
+        }
+        out.push('\n');
+    }
+    let services = |s: &[microseg_reach::matrix::Service]| {
+        if s.is_empty() { "nothing".to_string() } else { s.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(" ") }
+    };
+    for c in m.cells.iter().filter(|c| c.verdict.is_finding()) {
+        let _ = writeln!(
+            out,
+            "  {} → {}: {}; passes {}; intended {}",
+            c.from,
+            c.to,
+            verdict_word(c.verdict),
+            services(&c.allowed),
+            services(&c.intended)
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -476,51 +470,5 @@ mod tests {
             "{:?}",
             x.blocked_by
         );
-    }
-
-    #[test]
-    fn first_match_decides_and_a_partial_ephemeral_range_blocks() {
-        let nacl = |entries: Vec<NaclEntry>| ObservedNacl {
-            id: "acl-1".into(),
-            is_default: false,
-            entries,
-            associations: vec![],
-            tags: Default::default(),
-        };
-        let e = |n, action, ports: (u16, u16), cidr: &str| NaclEntry {
-            rule_number: n,
-            direction: Direction::Ingress,
-            protocol: Protocol::Tcp,
-            ports: Some(PortRange { from: ports.0, to: ports.1 }),
-            cidr: cidr.parse().unwrap(),
-            action,
-        };
-        let peer: IpAddr = "10.0.3.10".parse().unwrap();
-        // A deny at 90 before an allow at 100 blocks; the same deny after it does not.
-        let shadowed = nacl(vec![
-            e(100, RuleAction::Allow, (80, 80), "0.0.0.0/0"),
-            e(90, RuleAction::Deny, (80, 80), "10.0.0.0/16"),
-        ]);
-        assert!(
-            nacl_allows("x", &shadowed, Direction::Ingress, Protocol::Tcp, peer, Some(PortRange::single(80)))
-                .unwrap_err()
-                .contains("rule #90 denies")
-        );
-        let later = nacl(vec![
-            e(100, RuleAction::Allow, (80, 80), "0.0.0.0/0"),
-            e(110, RuleAction::Deny, (80, 80), "10.0.0.0/16"),
-        ]);
-        assert!(nacl_allows("x", &later, Direction::Ingress, Protocol::Tcp, peer, Some(PortRange::single(80))).is_ok());
-        // Only half the ephemeral range open: blocked, and the first closed port named.
-        let half = nacl(vec![e(100, RuleAction::Allow, (1024, 32767), "10.0.0.0/16")]);
-        assert!(
-            nacl_allows("x", &half, Direction::Ingress, Protocol::Tcp, peer, Some(PortRange { from: 1024, to: 65535 }))
-                .unwrap_err()
-                .contains("tcp/32768")
-        );
-        // A /16 entry covers a /24 peer; a udp entry does not match tcp.
-        let udp =
-            nacl(vec![NaclEntry { protocol: Protocol::Udp, ..e(100, RuleAction::Allow, (80, 80), "10.0.0.0/16") }]);
-        assert!(nacl_allows("x", &udp, Direction::Ingress, Protocol::Tcp, peer, Some(PortRange::single(80))).is_err());
     }
 }

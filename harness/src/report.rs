@@ -7,6 +7,8 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
+use microseg_reach::matrix::{CellVerdict, Matrix};
+
 use crate::checks::{CheckResult, Status};
 use crate::run::{Interruption, RunReport};
 use crate::teardown::Outcome;
@@ -99,6 +101,10 @@ pub fn validate_text(report: &ValidateReport) -> String {
         let _ = writeln!(out, "target divergences from AWS: {}", ids.join(", "));
     }
     out.push_str(&checks_table(&report.checks));
+    if let Some(r) = &report.reachability {
+        out.push('\n');
+        out.push_str(&crate::reach::matrix_text(&r.matrix));
+    }
     let verdict = if report.exit_code() == 0 { "PASS" } else { "FAIL" };
     let _ = writeln!(out, "verdict: {verdict} ({})", tally(&report.checks));
     out
@@ -135,6 +141,10 @@ pub fn text(report: &RunReport) -> String {
         };
     }
     out.push_str(&checks_table(&report.checks));
+    if let Some(r) = &report.reachability {
+        out.push('\n');
+        out.push_str(&crate::reach::matrix_text(&r.matrix));
+    }
     if let Some(td) = &report.teardown {
         let failed: Vec<_> = td
             .outcomes
@@ -222,8 +232,9 @@ fn md_escape(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 
-/// Markdown for `$GITHUB_STEP_SUMMARY`: the check table and the findings.
-pub fn markdown(title: &str, checks: &[CheckResult]) -> String {
+/// Markdown for `$GITHUB_STEP_SUMMARY`: the check table, the findings and, when the
+/// deployment was read, the zone matrix.
+pub fn markdown(title: &str, checks: &[CheckResult], matrix: Option<&Matrix>) -> String {
     let mut out = format!("### {title}\n\n| check | status | detail |\n|---|---|---|\n");
     for c in checks {
         let detail = match c.status {
@@ -252,6 +263,45 @@ pub fn markdown(title: &str, checks: &[CheckResult]) -> String {
                 md_escape(&f.found)
             );
         }
+    }
+    if let Some(m) = matrix {
+        out.push('\n');
+        out.push_str(&matrix_markdown(m));
+    }
+    out
+}
+
+/// The zone matrix as a Markdown table: each cell shows what passes, marked by its
+/// verdict against the design (✅ as intended, ⛔ intended but blocked, ⚠️ open though
+/// not intended, · closed as intended).
+pub fn matrix_markdown(m: &Matrix) -> String {
+    let mut out = String::from("#### Reachability (rows: from, columns: to)\n\n| from \\ to |");
+    for e in &m.endpoints {
+        let _ = write!(out, " {} |", md_escape(e));
+    }
+    out.push_str("\n|---|");
+    out.push_str(&"---|".repeat(m.endpoints.len()));
+    out.push('\n');
+    for from in &m.endpoints {
+        let _ = write!(out, "| **{}** |", md_escape(from));
+        for to in &m.endpoints {
+            let cell = match m.cell(from, to) {
+                None => "—".to_string(),
+                Some(c) => {
+                    let icon = match c.verdict {
+                        CellVerdict::Closed => "·",
+                        CellVerdict::AsIntended => "✅",
+                        CellVerdict::Blocked => "⛔",
+                        CellVerdict::Open => "⚠️",
+                        CellVerdict::BlockedAndOpen => "⛔⚠️",
+                    };
+                    let services: Vec<String> = c.allowed.iter().map(|s| s.to_string()).collect();
+                    if services.is_empty() { icon.to_string() } else { format!("{icon} {}", services.join(" ")) }
+                }
+            };
+            let _ = write!(out, " {} |", md_escape(&cell));
+        }
+        out.push('\n');
     }
     out
 }
@@ -310,7 +360,7 @@ mod tests {
 
     #[test]
     fn markdown_escapes_table_pipes() {
-        let md = markdown("t", &checks());
+        let md = markdown("t", &checks(), None);
         assert!(md.contains("| `MS-X` | NACL web (acl-1) <ingress> | a \\| b | c & d |"), "{md}");
         assert!(md.contains("| `bad` | ❌ fail | 1 finding(s) |"), "{md}");
     }

@@ -89,6 +89,9 @@ pub struct RunReport {
     pub observed: Option<Observed>,
     /// Check results, the teardown check last.
     pub checks: Vec<CheckResult>,
+    /// What the deployed network lets through: intents, zone matrix, unintended
+    /// openings, pointless rules (absent if the run stopped before observing).
+    pub reachability: Option<crate::reach::Reachability>,
     /// Why the run stopped early, if it did.
     pub interruption: Option<Interruption>,
     /// Teardown outcome per resource.
@@ -218,6 +221,7 @@ pub async fn run(
         bindings: Bindings::default(),
         observed: None,
         checks: Vec::new(),
+        reachability: None,
         interruption: None,
         teardown: None,
         leftovers: Vec::new(),
@@ -342,6 +346,7 @@ async fn build_and_check(
     });
     let started = Instant::now();
     report.checks = checks::run_checks(plan, &observed, &bindings, caps);
+    report.reachability = Some(crate::reach::analyse(plan, &observed, &bindings, checks::EPHEMERAL));
     report.phases.push(Phase { name: "checks".into(), wall: started.elapsed(), calls: 0 });
     report.observed = Some(observed);
     Ok(())

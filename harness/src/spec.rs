@@ -55,6 +55,13 @@ pub struct Spec {
     /// is meant to be denied.
     #[serde(default)]
     pub intent: Vec<Spanned<IntentSpec>>,
+    /// Traffic the design lets through though no intent asks for it: expected findings
+    /// of the evaluator, each explained. Anything else that passes unintended is a finding.
+    #[serde(default)]
+    pub allowed_by_design: Vec<Spanned<OpeningSpec>>,
+    /// Rules the design makes pointless (shadowed or redundant): expected lint, explained.
+    #[serde(default)]
+    pub expected_lint: Vec<Spanned<ExpectedLintSpec>>,
     /// The source's own validation steps, each run as a named check.
     #[serde(default)]
     pub source_checks: Vec<Spanned<SourceCheckSpec>>,
@@ -109,6 +116,38 @@ pub struct IntentSpec {
     /// blocked; a flow without it must pass.
     #[serde(default)]
     pub blocked_by_design: Option<String>,
+}
+
+/// Unintended traffic the design lets through: `from` can open `to` on these ports.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpeningSpec {
+    /// A zone name or `internet`.
+    pub from: String,
+    /// A zone name or `internet`.
+    pub to: String,
+    /// Protocol.
+    pub protocol: String,
+    /// Destination ports (TCP/UDP): a number, a range, or a comma-separated list of both.
+    #[serde(default)]
+    pub ports: Option<PortsSpec>,
+    /// Which rules open it, and why that is accepted (required: an expected finding is
+    /// always explained).
+    pub why: String,
+}
+
+/// A rule that the design makes pointless, recorded as an expected lint finding.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedLintSpec {
+    /// `NACL <name>` or `security group <name>`, as the finding says.
+    pub owner: String,
+    /// The rule as the finding shows it, e.g. `#110 allow tcp/22 10.0.5.0/24`.
+    pub rule: String,
+    /// `shadowed` or `redundant`.
+    pub kind: String,
+    /// Why it is accepted.
+    pub why: String,
 }
 
 /// Identity of a scenario.

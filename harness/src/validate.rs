@@ -94,6 +94,8 @@ pub struct ValidateReport {
     pub bindings: Bindings,
     /// Check results.
     pub checks: Vec<CheckResult>,
+    /// What the deployed network lets through (absent when there is no VPC to read).
+    pub reachability: Option<crate::reach::Reachability>,
 }
 
 impl ValidateReport {
@@ -113,6 +115,7 @@ pub fn validate(
 ) -> ValidateReport {
     let bindings = discover::discover(plan, observed, mapping);
     let mut checks = Vec::new();
+    let mut reachability = None;
     if observed.vpc.is_none() {
         checks.push(CheckResult {
             id: "vpc".into(),
@@ -129,6 +132,7 @@ pub fn validate(
         });
     } else {
         checks = checks::run_checks(plan, observed, &bindings, caps);
+        reachability = Some(crate::reach::analyse(plan, observed, &bindings, checks::EPHEMERAL));
     }
     ValidateReport {
         scenario: plan.scenario.clone(),
@@ -137,6 +141,7 @@ pub fn validate(
         capabilities: caps.clone(),
         bindings,
         checks,
+        reachability,
     }
 }
 

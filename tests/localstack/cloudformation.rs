@@ -124,6 +124,9 @@ fn the_gate_catches_what_localstack_cloudformation_silently_skips() {
         // With no ingress rules and no IGW route, even the front door (internet → DMZ,
         // DMZ → web) is shut.
         ("intent", "MS-INTENT-BLOCKED"),
+        // ... and the design's one unintended opening (DMZ to the internet's high ports)
+        // is gone with the route.
+        ("intent", "MS-REACH-DESIGN-DRIFT"),
     ]);
     assert_eq!(found, expected, "what the gate reports on LocalStack's CloudFormation deployment");
     assert_eq!(code, Some(exit::FINDINGS));

@@ -157,6 +157,21 @@ fn the_recipes_own_script_fails_the_gate_exactly_where_it_departs_from_its_inten
         s("intent", "MS-INTENT-UNEXPECTEDLY-ALLOWED", "flow management → web tcp/22"),
         s("intent", "MS-INTENT-UNEXPECTEDLY-ALLOWED", "flow management → app tcp/22"),
         s("intent", "MS-INTENT-UNEXPECTEDLY-ALLOWED", "flow management → database tcp/22"),
+        // Unintended traffic, by hand from the same facts: the DMZ group admits 80/443
+        // from 0.0.0.0/0, which inside the VPC means every zone with a group (all but
+        // monitoring); the management group admits ssh from 10.0.0.0/8, so every other
+        // zone with a group can ssh into management. No NACL stops either.
+        s("intent", "MS-REACH-UNINTENDED", "flow web → dmz tcp/80,443"),
+        s("intent", "MS-REACH-UNINTENDED", "flow app → dmz tcp/80,443"),
+        s("intent", "MS-REACH-UNINTENDED", "flow database → dmz tcp/80,443"),
+        s("intent", "MS-REACH-UNINTENDED", "flow management → dmz tcp/80,443"),
+        s("intent", "MS-REACH-UNINTENDED", "flow dmz → management tcp/22"),
+        s("intent", "MS-REACH-UNINTENDED", "flow web → management tcp/22"),
+        s("intent", "MS-REACH-UNINTENDED", "flow app → management tcp/22"),
+        s("intent", "MS-REACH-UNINTENDED", "flow database → management tcp/22"),
+        // And the opening the design has (DMZ to the internet's high ports) is not there:
+        // without an IGW route nothing reaches the internet.
+        s("intent", "MS-REACH-DESIGN-DRIFT", "flow dmz → internet tcp/1024-65535"),
     ]);
     for (nacl, rules) in [
         ("dmz", &[100, 110, 120][..]),

@@ -1,0 +1,256 @@
+//! One connection from a client endpoint to a server endpoint: which destination ports
+//! get through, and for one port, which component decides and why.
+//!
+//! Semantics, as the VPC documentation gives them:
+//! - NACLs are stateless and evaluated per direction, lowest rule number first; the first
+//!   match decides; what nothing matches is denied. A connection needs the client's NACL
+//!   egress and the server's NACL ingress for the request (destination port), and the
+//!   server's egress and the client's ingress for the reply to the client's ephemeral
+//!   port. Every port of the ephemeral range must pass, since the client picks any.
+//! - Security groups are stateful and allow-only: the request needs an egress rule of one
+//!   of the client's groups and an ingress rule of one of the server's groups; replies
+//!   pass by connection tracking. A group peer matches the members of that group.
+//! - Within the VPC the local route always applies; a flow to or from the internet needs
+//!   the zone's route table to send the internet's address to an attached gateway.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::model::{DEFAULT_DENY_RULE_NUMBER, Direction, NaclEntry, PortRange, RuleAction};
+use crate::network::{Endpoint, GroupPeer, GroupRule, Nacl, Network, ProtocolClass};
+use crate::ports::PortSet;
+
+/// The ports of `class` a NACL lets through in one direction for one peer address.
+pub fn nacl_ports(nacl: &Nacl, dir: Direction, class: ProtocolClass, peer: IpAddr) -> PortSet {
+    let mut undecided = PortSet::full();
+    let mut allowed = PortSet::empty();
+    for e in nacl.entries(dir) {
+        if !class.matched_by(e.protocol) || !e.cidr.contains(&peer) {
+            continue;
+        }
+        let hit = undecided.intersect(&class.rule_ports(e.protocol, e.ports).into());
+        if hit.is_empty() {
+            continue;
+        }
+        if e.action == RuleAction::Allow {
+            allowed = allowed.union(&hit);
+        }
+        undecided = undecided.subtract(&hit);
+        if undecided.is_empty() {
+            break;
+        }
+    }
+    allowed
+}
+
+/// The entry that decides one packet, or `None` when nothing matches (denied).
+pub fn nacl_first_match(
+    nacl: &Nacl,
+    dir: Direction,
+    class: ProtocolClass,
+    peer: IpAddr,
+    port: u16,
+) -> Option<&NaclEntry> {
+    nacl.entries(dir).iter().find(|e| {
+        class.matched_by(e.protocol) && e.cidr.contains(&peer) && class.rule_ports(e.protocol, e.ports).contains(port)
+    })
+}
+
+fn group_rule_matches(r: &GroupRule, dir: Direction, class: ProtocolClass, peer: &Endpoint) -> bool {
+    r.rule.direction == dir
+        && class.matched_by(r.rule.protocol)
+        && match &r.peer {
+            GroupPeer::Cidr(c) => c.contains(&peer.addr),
+            GroupPeer::Group(g) => peer.groups.contains(g),
+            GroupPeer::Unresolved(_) => false,
+        }
+}
+
+/// The ports of `class` that `me`'s groups allow in direction `dir` with `peer`.
+pub fn group_ports(net: &Network, me: &Endpoint, dir: Direction, class: ProtocolClass, peer: &Endpoint) -> PortSet {
+    PortSet::from_ranges(
+        me.groups
+            .iter()
+            .flat_map(|&g| &net.groups[g].rules)
+            .filter(|r| group_rule_matches(r, dir, class, peer))
+            .map(|r| class.rule_ports(r.rule.protocol, r.rule.ports)),
+    )
+}
+
+/// The reply range for `class`: the ephemeral ports, or "every port" for portless traffic.
+pub fn reply_ports(net: &Network, class: ProtocolClass) -> PortRange {
+    if class.has_ports() { net.ephemeral } else { PortRange::ALL }
+}
+
+/// Which destination ports of `class` a connection from `client` to `server` can use.
+/// Portless classes come back as every port or none.
+pub fn allowed_ports(net: &Network, client: usize, server: usize, class: ProtocolClass) -> PortSet {
+    let (c, s) = (&net.endpoints[client], &net.endpoints[server]);
+    if !c.problems.is_empty() || !s.problems.is_empty() || c.internet == s.internet && c.internet {
+        return PortSet::empty();
+    }
+    if (c.internet && s.internet_route.is_none()) || (s.internet && c.internet_route.is_none()) {
+        return PortSet::empty();
+    }
+    let reply = reply_ports(net, class);
+    let reply_ok = |n: Option<usize>, dir, peer: IpAddr| {
+        n.is_none_or(|n| nacl_ports(&net.nacls[n], dir, class, peer).contains_range(reply))
+    };
+    if !reply_ok(s.nacl, Direction::Egress, c.addr) || !reply_ok(c.nacl, Direction::Ingress, s.addr) {
+        return PortSet::empty();
+    }
+    let mut ports = PortSet::full();
+    if let Some(n) = c.nacl {
+        ports = ports.intersect(&nacl_ports(&net.nacls[n], Direction::Egress, class, s.addr));
+    }
+    if let Some(n) = s.nacl {
+        ports = ports.intersect(&nacl_ports(&net.nacls[n], Direction::Ingress, class, c.addr));
+    }
+    if !c.internet {
+        ports = ports.intersect(&group_ports(net, c, Direction::Egress, class, s));
+    }
+    if !s.internet {
+        ports = ports.intersect(&group_ports(net, s, Direction::Ingress, class, c));
+    }
+    ports
+}
+
+/// One component's say on one packet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Step {
+    /// Whether it lets the packet through.
+    pub passes: bool,
+    /// The component and the deciding rule, in words.
+    pub text: String,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+fn service(class: ProtocolClass, port: Option<u16>) -> String {
+    match port {
+        Some(p) if class.has_ports() => format!("{class}/{p}"),
+        _ => class.to_string(),
+    }
+}
+
+fn rule_label(e: &NaclEntry) -> String {
+    if e.rule_number == DEFAULT_DENY_RULE_NUMBER { "*".into() } else { e.rule_number.to_string() }
+}
+
+/// The NACL's say on the packets of `ports` (all must pass); named by the first packet
+/// that fails, or by the entry that lets the first one through.
+fn nacl_step(label: &str, nacl: &Nacl, dir: Direction, class: ProtocolClass, peer: IpAddr, ports: PortRange) -> Step {
+    let to_from = if dir == Direction::Ingress { "from" } else { "to" };
+    let allowed = nacl_ports(nacl, dir, class, peer);
+    let failing = allowed.first_missing(ports);
+    let port = failing.unwrap_or(ports.from);
+    let what = service(class, Some(port));
+    match (failing, nacl_first_match(nacl, dir, class, peer, port)) {
+        (None, Some(e)) => {
+            let range = if ports.from == ports.to || !class.has_ports() {
+                String::new()
+            } else {
+                format!(" (replies to ports {ports})")
+            };
+            let entry_ports = e.ports.map(|p| format!("/{p}")).unwrap_or_default();
+            Step {
+                passes: true,
+                text: format!(
+                    "{label} NACL {dir}: rule #{} allows {}{entry_ports} {to_from} {}{range}",
+                    rule_label(e),
+                    e.protocol,
+                    e.cidr
+                ),
+            }
+        }
+        (Some(_), Some(e)) if !e.is_default_deny() => Step {
+            passes: false,
+            text: format!("{label} NACL {dir}: rule #{} denies {what} {to_from} {peer}", rule_label(e)),
+        },
+        _ => Step {
+            passes: false,
+            text: format!("{label} NACL {dir}: no entry matches {what} {to_from} {peer}, default deny"),
+        },
+    }
+}
+
+fn group_step(net: &Network, me: &Endpoint, dir: Direction, class: ProtocolClass, peer: &Endpoint, port: u16) -> Step {
+    if me.groups.is_empty() {
+        return Step { passes: false, text: format!("zone {} has no security group for its workloads", me.name) };
+    }
+    let to_from = if dir == Direction::Ingress { "from" } else { "to" };
+    let hit = me.groups.iter().find_map(|&g| {
+        net.groups[g]
+            .rules
+            .iter()
+            .find(|r| {
+                group_rule_matches(r, dir, class, peer)
+                    && class.rule_ports(r.rule.protocol, r.rule.ports).contains(port)
+            })
+            .map(|r| (&net.groups[g].name, r))
+    });
+    match hit {
+        Some((g, r)) => Step { passes: true, text: format!("security group {g} of {}: {}", me.name, r.rule) },
+        None => {
+            let names: Vec<&str> = me.groups.iter().map(|&g| net.groups[g].name.as_str()).collect();
+            Step {
+                passes: false,
+                text: format!(
+                    "security group(s) {} of {} {dir}: no rule allows {} {to_from} {}",
+                    names.join(", "),
+                    me.name,
+                    service(class, Some(port)),
+                    peer.name
+                ),
+            }
+        }
+    }
+}
+
+/// Every component's say on a connection from `client` to `server` on `port` (ignored
+/// for portless classes), in the order a packet meets them: request, reply, groups,
+/// routes.
+pub fn trace(net: &Network, client: usize, server: usize, class: ProtocolClass, port: u16) -> Vec<Step> {
+    let (c, s) = (&net.endpoints[client], &net.endpoints[server]);
+    let mut steps: Vec<Step> =
+        c.problems.iter().chain(&s.problems).map(|p| Step { passes: false, text: p.clone() }).collect();
+    let request = if class.has_ports() { PortRange::single(port) } else { PortRange::ALL };
+    let reply = reply_ports(net, class);
+    if let Some(n) = c.nacl {
+        steps.push(nacl_step(&c.name, &net.nacls[n], Direction::Egress, class, s.addr, request));
+    }
+    if let Some(n) = s.nacl {
+        steps.push(nacl_step(&s.name, &net.nacls[n], Direction::Ingress, class, c.addr, request));
+        steps.push(nacl_step(&s.name, &net.nacls[n], Direction::Egress, class, c.addr, reply));
+    }
+    if let Some(n) = c.nacl {
+        steps.push(nacl_step(&c.name, &net.nacls[n], Direction::Ingress, class, s.addr, reply));
+    }
+    if !c.internet {
+        steps.push(group_step(net, c, Direction::Egress, class, s, port));
+    }
+    if !s.internet {
+        steps.push(group_step(net, s, Direction::Ingress, class, c, port));
+    }
+    for (zone, other) in [(c, s), (s, c)] {
+        if other.internet && !zone.internet {
+            steps.push(match &zone.internet_route {
+                Some(route) => Step { passes: true, text: format!("{} route table: {route}", zone.name) },
+                None => Step {
+                    passes: false,
+                    text: format!(
+                        "{} route table: no route to the internet through an attached internet gateway",
+                        zone.name
+                    ),
+                },
+            });
+        }
+    }
+    steps
+}
