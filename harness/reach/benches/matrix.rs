@@ -20,13 +20,16 @@ fn matrix(c: &mut Criterion) {
     group.finish();
 
     let net = synthetic::network(Size { subnets: 200, groups: 1000, rules: 50_000 }, 42);
-    c.bench_function("lint/200s-1000g-50000r", |b| {
+    let mut group = c.benchmark_group("lint");
+    group.sample_size(10);
+    group.bench_function("200s-1000g-50000r", |b| {
         b.iter(|| {
             let n: usize = net.nacls.iter().map(|n| lint::nacl(n).len()).sum();
             let g: usize = net.groups.iter().map(|g| lint::group(g).len()).sum();
             black_box(n + g)
         })
     });
+    group.finish();
 }
 
 criterion_group!(benches, matrix);
