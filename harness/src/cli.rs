@@ -48,6 +48,8 @@ pub enum Command {
     Snapshot(SnapshotArgs),
     /// Which targets can serve here, their versions and divergences.
     Doctor(TargetArgs),
+    /// Draw a deployment (as `validate` reads it): Mermaid by default, or any format.
+    Report(ValidateArgs),
 }
 
 /// `validate` arguments.
@@ -75,9 +77,9 @@ pub struct ValidateArgs {
     /// Match a zone by its subnet's `Zone` tag instead of its CIDR (`zone=TagValue`).
     #[arg(long = "zone-tag", value_name = "ZONE=TAG")]
     pub zone_tag: Vec<String>,
-    /// Report format.
-    #[arg(long, value_enum, default_value = "text")]
-    pub format: Format,
+    /// Report format (`validate`: text; `report`: mermaid).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
 }
 
 /// `snapshot` arguments.
@@ -153,6 +155,10 @@ pub enum Format {
     Junit,
     /// Markdown for a CI job summary.
     Markdown,
+    /// The deployed topology and the traffic between zones as a Mermaid graph.
+    Mermaid,
+    /// One self-contained HTML page: checks, topology, zone matrix.
+    Html,
 }
 
 /// `run` arguments.
@@ -220,7 +226,8 @@ pub async fn main() -> i32 {
         Command::Plan(args) => plan_cmd(&args),
         Command::Run(args) => run_cmd(&args, cli.quiet).await,
         Command::Sweep(args) => sweep_cmd(&args, cli.quiet).await,
-        Command::Validate(args) => validate_cmd(&args, cli.quiet).await,
+        Command::Validate(args) => validate_cmd(&args, Format::Text, cli.quiet).await,
+        Command::Report(args) => validate_cmd(&args, Format::Mermaid, cli.quiet).await,
         Command::Snapshot(args) => snapshot_cmd(&args, cli.quiet).await,
         Command::Doctor(args) => doctor_cmd(&args).await,
     }
@@ -384,6 +391,18 @@ async fn run_cmd(args: &RunArgs, quiet: bool) -> i32 {
                 Format::Text => print!("{}", crate::report::text(&report)),
                 Format::Json => println!("{}", crate::report::json(&report)),
                 Format::Junit => println!("{}", crate::report::junit(&report.scenario, &report.checks)),
+                Format::Mermaid | Format::Html => {
+                    // Drawn from what was observed before teardown.
+                    let observed = report.observed.clone().unwrap_or_default();
+                    let t = crate::topology::topology(&plan, &observed, &report.bindings);
+                    if args.format == Format::Mermaid {
+                        print!("{}", crate::topology::mermaid(&t, report.reachability.as_ref()));
+                    } else {
+                        let title =
+                            format!("microseg run {} · {} ({})", report.run_id, report.scenario, report.variant);
+                        print!("{}", crate::topology::html(&title, &t, report.reachability.as_ref(), &report.checks));
+                    }
+                }
                 Format::Markdown => print!(
                     "{}",
                     crate::report::markdown(
@@ -562,7 +581,8 @@ fn split_pair<'a>(flag: &str, s: &'a str) -> Result<(&'a str, &'a str), UsageErr
         .ok_or_else(|| UsageError(format!("{flag} {s:?}: expected KEY=VALUE")))
 }
 
-async fn validate_cmd(args: &ValidateArgs, quiet: bool) -> i32 {
+async fn validate_cmd(args: &ValidateArgs, default_format: Format, quiet: bool) -> i32 {
+    let format = args.format.unwrap_or(default_format);
     let usage = |e: UsageError| {
         eprintln!("error: {}", e.0);
         exit::USAGE
@@ -599,7 +619,7 @@ async fn validate_cmd(args: &ValidateArgs, quiet: bool) -> i32 {
         };
         let source = format!("snapshot {} (read from {})", path.display(), snap.target);
         let report = crate::validate::validate(&plan, &snap.observed, &mapping, &snap.capabilities, source);
-        return print_validate(&report, args.format);
+        return print_validate(&report, format, &plan, &snap.observed);
     }
 
     let opts = match existing_target(&args.target) {
@@ -666,7 +686,7 @@ async fn validate_cmd(args: &ValidateArgs, quiet: bool) -> i32 {
                     &target.capabilities,
                     format!("{} on {}", ids[0], target.description),
                 );
-                print_validate(&report, args.format)
+                print_validate(&report, format, &plan, &observed)
             }
             Err(e) => {
                 eprintln!("error: {e}");
@@ -678,8 +698,22 @@ async fn validate_cmd(args: &ValidateArgs, quiet: bool) -> i32 {
     code
 }
 
-fn print_validate(report: &crate::validate::ValidateReport, format: Format) -> i32 {
+fn print_validate(
+    report: &crate::validate::ValidateReport,
+    format: Format,
+    plan: &Plan,
+    observed: &crate::observe::Observed,
+) -> i32 {
+    let title = format!("microseg validate · {} · {}", report.scenario, report.source);
     match format {
+        Format::Mermaid => {
+            let t = crate::topology::topology(plan, observed, &report.bindings);
+            print!("{}", crate::topology::mermaid(&t, report.reachability.as_ref()));
+        }
+        Format::Html => {
+            let t = crate::topology::topology(plan, observed, &report.bindings);
+            print!("{}", crate::topology::html(&title, &t, report.reachability.as_ref(), &report.checks));
+        }
         Format::Text => print!("{}", crate::report::validate_text(report)),
         Format::Json => println!("{}", crate::report::validate_json(report)),
         Format::Junit => println!("{}", crate::report::junit(&report.scenario, &report.checks)),

@@ -26,6 +26,7 @@ pub mod spec;
 pub mod sweep;
 pub mod target;
 pub mod teardown;
+pub mod topology;
 pub mod validate;
 
 /// The vocabulary shared by specs, plans and observed deployments (from `microseg-reach`).

@@ -41,6 +41,22 @@ async fn validate_snapshot_and_expect_gone_gate_a_deployment() {
         .unwrap();
     assert_eq!(offline.status.code(), Some(exit::PASS), "{}", text(&offline));
 
+    // The same snapshot drawn: `report` defaults to Mermaid, from what was observed (ids
+    // included), with the recipe's group references and routes.
+    let drawn = Command::new(env!("CARGO_BIN_EXE_microseg"))
+        .args(["report", "--from-snapshot", snap.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(drawn.status.code(), Some(exit::PASS), "{}", text(&drawn));
+    let m = String::from_utf8_lossy(&drawn.stdout);
+    assert!(m.starts_with("graph TB\n"), "{m}");
+    assert!(m.contains(&format!("VPC {vpc} (10.0.0.0/16)")), "{m}");
+    for edge in [r#"SG_dmz -. "tcp/80, tcp/443" .-> SG_web"#, r#"SG_web -. "tcp/8080" .-> SG_app"#, "IGW --> NACL_web"]
+    {
+        assert!(m.contains(edge), "{edge}: {m}");
+    }
+    assert!(m.contains(&format!("NACL database<br/>{}<br/>3 in · 2 out", report.bindings.nacls["database"])), "{m}");
+
     // A broken deployment fails with the finding named.
     clients
         .ec2
@@ -60,6 +76,13 @@ async fn validate_snapshot_and_expect_gone_gate_a_deployment() {
     assert!(xml.contains(r#"<testcase name="nacl-rules""#) && xml.contains("<failure"), "{xml}");
     let md = microseg(&["validate", "--quiet", "--vpc-id", &vpc, "--format", "markdown"]);
     assert!(String::from_utf8_lossy(&md.stdout).contains("| `MS-NACL-ENTRY-MISSING` | NACL database"), "{}", text(&md));
+
+    let page = microseg(&["validate", "--quiet", "--vpc-id", &vpc, "--format", "html"]);
+    assert_eq!(page.status.code(), Some(exit::FINDINGS));
+    let html = String::from_utf8_lossy(&page.stdout);
+    assert!(html.starts_with("<!DOCTYPE html>") && html.contains("<svg"), "{html}");
+    // The deleted entry shows in the drawing: the database NACL now has 2 inbound entries.
+    assert!(html.contains(&format!("NACL database {}: 2 in, 2 out", report.bindings.nacls["database"])), "{html}");
 
     // Before cleanup, expect-gone lists what is there; after, it passes.
     let early = microseg(&["validate", "--quiet", "--expect-gone", "--tag", &run_tag]);

@@ -1,4 +1,8 @@
-//! Suites that need no emulator: the CLI's input checking and its exit codes.
+//! Suites that need no emulator: the CLI's input checking and exit codes, and the HTML
+//! report rendered in a browser.
 
 // Bad input: a clear error, exit code 2, and no API call.
 mod bad_input;
+
+// The HTML report as a browser shows it.
+mod html;
