@@ -174,13 +174,9 @@ pub fn mermaid(t: &Topology, reach: Option<&Reachability>) -> String {
         let _ = writeln!(out, "        subgraph {}[\"{}\"]", node("Z", &z.name), label(&title));
         // Each part escaped on its own: the `<br/>` between them must stay markup.
         let nacl = match &z.nacl {
-            Some((name, id)) => format!(
-                "NACL {}<br/>{}<br/>{} in · {} out",
-                label(name),
-                label(id),
-                z.nacl_entries.0,
-                z.nacl_entries.1
-            ),
+            Some((name, id)) => {
+                format!("NACL {}<br/>{}<br/>{} in · {} out", label(name), label(id), z.nacl_entries.0, z.nacl_entries.1)
+            }
             None => "no NACL association".into(),
         };
         let _ = writeln!(out, "            {}[\"{nacl}\"]", node("NACL", &z.name));
