@@ -50,6 +50,30 @@ pub enum Command {
     Doctor(TargetArgs),
     /// Draw a deployment (as `validate` reads it): Mermaid by default, or any format.
     Report(ValidateArgs),
+    /// Measure full runs, their calls against the floor, target start times, the
+    /// recipe's own script on the same emulator, and the evaluator.
+    Bench(BenchArgs),
+}
+
+/// `bench` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Scenario.
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Full runs to take the median of.
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// The recipe's Markdown, whose bash blocks are run for comparison (default: the
+    /// copy in tests/fixtures when run from a checkout).
+    #[arg(long)]
+    pub recipe: Option<PathBuf>,
+    /// Also measure a cold host start (fresh venv; one to two minutes).
+    #[arg(long)]
+    pub cold: bool,
+    /// JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `validate` arguments.
@@ -228,6 +252,7 @@ pub async fn main() -> i32 {
         Command::Sweep(args) => sweep_cmd(&args, cli.quiet).await,
         Command::Validate(args) => validate_cmd(&args, Format::Text, cli.quiet).await,
         Command::Report(args) => validate_cmd(&args, Format::Mermaid, cli.quiet).await,
+        Command::Bench(args) => bench_cmd(&args, cli.quiet).await,
         Command::Snapshot(args) => snapshot_cmd(&args, cli.quiet).await,
         Command::Doctor(args) => doctor_cmd(&args).await,
     }
@@ -427,6 +452,36 @@ async fn run_cmd(args: &RunArgs, quiet: bool) -> i32 {
     }
     target.stop().await;
     code
+}
+
+async fn bench_cmd(args: &BenchArgs, quiet: bool) -> i32 {
+    let plan = match load_plan(&args.spec) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let opts = crate::bench::BenchOptions {
+        runs: args.runs,
+        recipe: args.recipe.clone().or_else(crate::bench::default_recipe),
+        cold: args.cold,
+    };
+    progress(quiet, format!("▸ bench: {} runs of {} on a LocalStack host process…", opts.runs, plan.scenario));
+    match crate::bench::bench(&plan, count_resources(&plan), &opts).await {
+        Ok(r) if args.json => {
+            println!("{}", serde_json::to_string_pretty(&r).expect("bench report serialises"));
+            exit::PASS
+        }
+        Ok(r) => {
+            print!("{}", crate::bench::text(&r));
+            exit::PASS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::TARGET_UNAVAILABLE
+        }
+    }
 }
 
 fn count_resources(plan: &Plan) -> usize {

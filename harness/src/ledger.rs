@@ -54,9 +54,13 @@ impl ResourceKind {
         ResourceKind::LogGroup,
         ResourceKind::Role,
         ResourceKind::SecurityGroup,
+        // Subnets before their NACLs and route tables: a deleted subnet takes its
+        // associations with it, which saves moving each back to the default NACL and
+        // disassociating it first (a NACL or table still associated with a subnet that
+        // is not ours is moved or disassociated as before).
+        ResourceKind::Subnet,
         ResourceKind::NetworkAcl,
         ResourceKind::RouteTable,
-        ResourceKind::Subnet,
         ResourceKind::InternetGateway,
         ResourceKind::Vpc,
     ];

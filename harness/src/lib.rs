@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod aws;
+pub mod bench;
 pub mod bindings;
 pub mod build;
 pub mod capabilities;

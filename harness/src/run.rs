@@ -48,6 +48,38 @@ pub struct Phase {
     pub wall: Duration,
     /// Requests sent.
     pub calls: usize,
+    /// Requests sent, per operation (`ec2:CreateVpc`).
+    pub calls_by_operation: std::collections::BTreeMap<String, usize>,
+}
+
+/// Times a phase and counts its calls, from the clients' call counter.
+struct PhaseClock {
+    name: &'static str,
+    started: Instant,
+    before: std::collections::BTreeMap<String, usize>,
+}
+
+impl PhaseClock {
+    fn start(name: &'static str, clients: &Clients) -> PhaseClock {
+        PhaseClock { name, started: Instant::now(), before: clients.calls.snapshot() }
+    }
+
+    fn stop(self, clients: &Clients) -> Phase {
+        let calls_by_operation: std::collections::BTreeMap<String, usize> = clients
+            .calls
+            .snapshot()
+            .into_iter()
+            .map(|(op, n)| (n - self.before.get(&op).copied().unwrap_or(0), op))
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, op)| (op, n))
+            .collect();
+        Phase {
+            name: self.name.into(),
+            wall: self.started.elapsed(),
+            calls: calls_by_operation.values().sum(),
+            calls_by_operation,
+        }
+    }
 }
 
 fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -255,8 +287,7 @@ pub async fn run(
     }
 
     let teardown = async {
-        let started = Instant::now();
-        let before = clients.calls.total();
+        let clock = PhaseClock::start("teardown", clients);
         let items = inventory::list(clients, &Scope::Run(run_id.clone())).await;
         let td = match items {
             Ok(items) => teardown::teardown(clients, &items, Backoff::default()).await,
@@ -265,7 +296,7 @@ pub async fn run(
                 TeardownReport::default()
             }
         };
-        let phase = Phase { name: "teardown".into(), wall: started.elapsed(), calls: clients.calls.total() - before };
+        let phase = clock.stop(clients);
         (td, phase)
     };
     let (td, phase) = if opts.no_signal_handler {
@@ -283,17 +314,12 @@ pub async fn run(
     report.teardown = Some(td);
 
     // The teardown check: an inventory by tag, never the success of DeleteVpc.
-    let started = Instant::now();
-    let before = clients.calls.total();
+    let clock = PhaseClock::start("inventory", clients);
     let leftovers = match inventory::list(clients, &Scope::Run(run_id.clone())).await {
         Ok(items) => items.iter().map(|i| i.to_string()).collect(),
         Err(e) => vec![format!("inventory failed, teardown unproven: {e}")],
     };
-    report.phases.push(Phase {
-        name: "inventory".into(),
-        wall: started.elapsed(),
-        calls: clients.calls.total() - before,
-    });
+    report.phases.push(clock.stop(clients));
     report.checks.push(checks::check_teardown(&leftovers));
     report.leftovers = leftovers;
     if report.leftovers.is_empty() {
@@ -328,26 +354,20 @@ async fn build_and_check(
         fault: opts.fault,
         tag_alarm_separately: caps.emulator.is_some(),
     };
-    let started = Instant::now();
-    let before = clients.calls.total();
+    let clock = PhaseClock::start("build", clients);
     let built = build::build(plan, &ctx).await;
-    report.phases.push(Phase { name: "build".into(), wall: started.elapsed(), calls: clients.calls.total() - before });
+    report.phases.push(clock.stop(clients));
     let bindings = built.map_err(|e: BuildError| e.to_string())?;
     report.bindings = bindings.clone();
 
-    let started = Instant::now();
-    let before = clients.calls.total();
+    let clock = PhaseClock::start("observe", clients);
     let vpc = bindings.vpc_id.clone().unwrap_or_default();
     let observed = observe::read_live(clients, &vpc).await.map_err(|e| e.to_string())?;
-    report.phases.push(Phase {
-        name: "observe".into(),
-        wall: started.elapsed(),
-        calls: clients.calls.total() - before,
-    });
-    let started = Instant::now();
+    report.phases.push(clock.stop(clients));
+    let clock = PhaseClock::start("checks", clients);
     report.checks = checks::run_checks(plan, &observed, &bindings, caps);
     report.reachability = Some(crate::reach::analyse(plan, &observed, &bindings, checks::EPHEMERAL));
-    report.phases.push(Phase { name: "checks".into(), wall: started.elapsed(), calls: 0 });
+    report.phases.push(clock.stop(clients));
     report.observed = Some(observed);
     Ok(())
 }

@@ -15,28 +15,9 @@ use crate::support::{microseg_on_shared, shared_endpoint};
 
 const RECIPE: &str = include_str!("../fixtures/recipe-microsegmentation-nacl-sg.md");
 
-/// The ```bash blocks of the sections whose heading starts with one of `sections`.
+/// The ```bash blocks of the recipe's sections whose heading starts with one of `sections`.
 fn blocks(sections: &[&str]) -> String {
-    let mut out = String::new();
-    let mut in_section = false;
-    let mut in_block = false;
-    for line in RECIPE.lines() {
-        if let Some(h) = line.strip_prefix("## ") {
-            in_section = sections.iter().any(|s| h.starts_with(s));
-            continue;
-        }
-        let t = line.trim();
-        if in_section && t == "```bash" {
-            in_block = true;
-        } else if in_block && t == "```" {
-            in_block = false;
-            out.push('\n');
-        } else if in_block {
-            out.push_str(line.trim_start());
-            out.push('\n');
-        }
-    }
-    out
+    microseg_harness::bench::shell_blocks(RECIPE, sections)
 }
 
 /// A finding's resource without the emulator's ids: `NACL web (acl-1) ingress rule #100`
