@@ -274,7 +274,7 @@ pub async fn bench(plan: &Plan, planned_resources: usize, opts: &BenchOptions) -
         reports.push(report);
     }
     let script = match (&opts.recipe, &target.endpoint) {
-        (None, _) => Err("no --recipe given".to_string()),
+        (None, _) => Err("skipped (--no-script, or no recipe document found)".to_string()),
         (_, None) => Err("the target has no endpoint".to_string()),
         (Some(path), Some(endpoint)) => std::fs::read_to_string(path)
             .map_err(|e| format!("{}: {e}", path.display()))
@@ -374,4 +374,16 @@ pub fn text(r: &BenchReport) -> String {
 pub fn default_recipe() -> Option<PathBuf> {
     let p = Path::new("tests/fixtures/recipe-microsegmentation-nacl-sg.md");
     p.is_file().then(|| p.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_blocks_takes_bash_blocks_of_the_named_sections_only() {
+        let md = "## Preparation\n```bash\n  export A=1\n```\n```json\n{}\n```\n## Steps\n### 1\n```bash\naws ec2 create-vpc\n```\n## Cleanup\n```bash\naws ec2 delete-vpc\n```\n";
+        assert_eq!(shell_blocks(md, &["Preparation", "Steps"]), "export A=1\n\naws ec2 create-vpc\n\n");
+        assert_eq!(shell_blocks(md, &["Cleanup"]), "aws ec2 delete-vpc\n\n");
+    }
 }

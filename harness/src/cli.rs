@@ -66,8 +66,11 @@ pub struct BenchArgs {
     pub runs: usize,
     /// The recipe's Markdown, whose bash blocks are run for comparison (default: the
     /// copy in tests/fixtures when run from a checkout).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "no_script")]
     pub recipe: Option<PathBuf>,
+    /// Skip the recipe's script (it takes over a minute on LocalStack).
+    #[arg(long)]
+    pub no_script: bool,
     /// Also measure a cold host start (fresh venv; one to two minutes).
     #[arg(long)]
     pub cold: bool,
@@ -464,7 +467,7 @@ async fn bench_cmd(args: &BenchArgs, quiet: bool) -> i32 {
     };
     let opts = crate::bench::BenchOptions {
         runs: args.runs,
-        recipe: args.recipe.clone().or_else(crate::bench::default_recipe),
+        recipe: if args.no_script { None } else { args.recipe.clone().or_else(crate::bench::default_recipe) },
         cold: args.cold,
     };
     progress(quiet, format!("▸ bench: {} runs of {} on a LocalStack host process…", opts.runs, plan.scenario));

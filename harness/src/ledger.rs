@@ -54,10 +54,10 @@ impl ResourceKind {
         ResourceKind::LogGroup,
         ResourceKind::Role,
         ResourceKind::SecurityGroup,
-        // Subnets before their NACLs and route tables: a deleted subnet takes its
+        // Subnets before their NACLs and route tables: on AWS a deleted subnet takes its
         // associations with it, which saves moving each back to the default NACL and
-        // disassociating it first (a NACL or table still associated with a subnet that
-        // is not ours is moved or disassociated as before).
+        // disassociating it. LocalStack 4.14 keeps them (and then refuses DeleteNetworkAcl),
+        // so whatever association is still listed is moved or disassociated as before.
         ResourceKind::Subnet,
         ResourceKind::NetworkAcl,
         ResourceKind::RouteTable,

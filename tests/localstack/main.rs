@@ -17,3 +17,5 @@ mod gate;
 mod recipe_script;
 // A CloudFormation implementation, correct and broken, gated.
 mod cloudformation;
+// `microseg bench`: phases timed, calls held to the floor.
+mod bench;
