@@ -248,7 +248,7 @@ fn progress(quiet: bool, msg: impl AsRef<str>) {
 /// Parses the process arguments and runs; returns the exit code.
 pub async fn main() -> i32 {
     let cli = Cli::parse();
-    init_tracing(cli.verbose);
+    crate::terminal::init(cli.verbose);
     match cli.command {
         Command::Plan(args) => plan_cmd(&args),
         Command::Run(args) => run_cmd(&args, cli.quiet).await,
@@ -259,17 +259,6 @@ pub async fn main() -> i32 {
         Command::Snapshot(args) => snapshot_cmd(&args, cli.quiet).await,
         Command::Doctor(args) => doctor_cmd(&args).await,
     }
-}
-
-fn init_tracing(verbose: u8) {
-    let level = match verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MICROSEG_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("microseg_harness={level}")));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
 /// Loads and validates a spec; every problem is reported at once.
@@ -397,6 +386,9 @@ async fn run_cmd(args: &RunArgs, quiet: bool) -> i32 {
     };
     let clients = target.clients();
     progress(quiet, format!("▸ building {} ({}), checking, tearing down…", plan.scenario, plan.variant));
+    if !quiet {
+        crate::terminal::start_spinner("build");
+    }
     let run_opts = RunOptions { keep: args.keep, fault, ..Default::default() };
     let result = run::run(
         &plan,
@@ -408,6 +400,10 @@ async fn run_cmd(args: &RunArgs, quiet: bool) -> i32 {
         &run_opts,
     )
     .await;
+    crate::terminal::stop_spinner();
+    if let Some(log) = crate::terminal::log_file() {
+        progress(quiet, format!("log: {}", log.display()));
+    }
     let code = match result {
         Ok(report) => {
             if let Some(path) = &args.report_json

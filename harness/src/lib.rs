@@ -27,6 +27,7 @@ pub mod spec;
 pub mod sweep;
 pub mod target;
 pub mod teardown;
+pub mod terminal;
 pub mod topology;
 pub mod validate;
 

@@ -64,7 +64,15 @@ pub fn checks_table(checks: &[CheckResult]) -> String {
             }
             _ => c.note.clone(),
         };
-        let _ = writeln!(out, "{:<width$}  {:<10}  {}", c.id, status_word(c.status), detail);
+        // Padded before colouring: escape codes would upset the column widths.
+        let word = format!("{:<10}", status_word(c.status));
+        let word = match c.status {
+            Status::Pass => console::style(word).green(),
+            Status::Fail => console::style(word).red().bold(),
+            Status::Divergence => console::style(word).yellow(),
+            Status::Skipped => console::style(word).dim(),
+        };
+        let _ = writeln!(out, "{:<width$}  {word}  {}", c.id, detail);
     }
     let findings: Vec<_> = checks.iter().flat_map(|c| c.findings.iter().map(move |f| (c, f))).collect();
     if !findings.is_empty() {

@@ -61,6 +61,7 @@ struct PhaseClock {
 
 impl PhaseClock {
     fn start(name: &'static str, clients: &Clients) -> PhaseClock {
+        tracing::info!(target: crate::terminal::PHASE_TARGET, phase = name, "phase starts");
         PhaseClock { name, started: Instant::now(), before: clients.calls.snapshot() }
     }
 

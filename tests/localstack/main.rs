@@ -19,3 +19,5 @@ mod recipe_script;
 mod cloudformation;
 // `microseg bench`: phases timed, calls held to the floor.
 mod bench;
+// The log file and plain output when piped.
+mod terminal;
