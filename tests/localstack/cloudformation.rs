@@ -135,3 +135,45 @@ fn the_gate_catches_what_localstack_cloudformation_silently_skips() {
     let text = String::from_utf8_lossy(&gone.stdout);
     assert_eq!(gone.status.code(), Some(exit::PASS), "stack deletion left:\n{text}");
 }
+
+/// Broken variants of the same template, each one change away from it: the gate must
+/// report exactly the base deployment's findings plus the ones the change causes. (The
+/// changes are to resources LocalStack's CloudFormation does deploy; a change to one it
+/// skips could not show.)
+#[test]
+fn broken_variants_add_exactly_the_findings_of_their_break() {
+    let base_stack = format!("microseg-gate-cfn-base-{}", std::process::id());
+    let base_vpc = deploy(&base_stack, TEMPLATE);
+    let (_, base) = findings(&base_vpc);
+    delete(&base_stack);
+    let web_association = "  WebRouteTableAssociation:\n    Type: AWS::EC2::SubnetRouteTableAssociation\n    Properties: {SubnetId: !Ref WebSubnet, RouteTableId: !Ref PublicRouteTable}\n";
+    assert!(TEMPLATE.contains(web_association));
+    let igw_attachment = "  IgwAttachment:\n    Type: AWS::EC2::VPCGatewayAttachment\n    Properties: {VpcId: !Ref Vpc, InternetGatewayId: !Ref Igw}\n";
+    assert!(TEMPLATE.contains(igw_attachment) && TEMPLATE.contains("    DependsOn: IgwAttachment\n"));
+    // (name, template, findings added, findings gone)
+    type Variant<'a> = (&'a str, String, &'a [(&'a str, &'a str)], &'a [(&'a str, &'a str)]);
+    let variants: [Variant; 2] = [
+        // The web subnet left on the main route table: its association is missing.
+        ("no-web-rt-association", TEMPLATE.replace(web_association, ""), &[("routes", "MS-RT-ASSOCIATIONS")], &[]),
+        // The internet gateway created but never attached (the attachment and the
+        // route's dependency on it removed). The gate binds the gateway by its
+        // attachment, so it reports the cause, the unattached gateway, in place of the
+        // symptom the base shows, the missing route to it.
+        (
+            "igw-not-attached",
+            TEMPLATE.replace(igw_attachment, "").replace("    DependsOn: IgwAttachment\n", ""),
+            &[("routes", "MS-IGW-NOT-ATTACHED")],
+            &[("routes", "MS-RT-ROUTE-MISSING")],
+        ),
+    ];
+    for (name, template, added, gone) in variants {
+        let stack = format!("microseg-gate-cfn-{name}-{}", std::process::id());
+        let vpc = deploy(&stack, &template);
+        let (code, found) = findings(&vpc);
+        delete(&stack);
+        let extra: BTreeSet<_> = found.difference(&base).cloned().collect();
+        let lost: BTreeSet<_> = base.difference(&found).cloned().collect();
+        assert_eq!((extra, lost), (pairs(added), pairs(gone)), "variant {name}");
+        assert_eq!(code, Some(exit::FINDINGS), "variant {name}");
+    }
+}
