@@ -186,6 +186,8 @@ pub enum Format {
     Mermaid,
     /// One self-contained HTML page: checks, topology, zone matrix.
     Html,
+    /// SARIF 2.1.0 for code scanning.
+    Sarif,
 }
 
 /// `run` arguments.
@@ -415,6 +417,9 @@ async fn run_cmd(args: &RunArgs, quiet: bool) -> i32 {
                 Format::Text => print!("{}", crate::report::text(&report)),
                 Format::Json => println!("{}", crate::report::json(&report)),
                 Format::Junit => println!("{}", crate::report::junit(&report.scenario, &report.checks)),
+                Format::Sarif => {
+                    println!("{}", crate::report::sarif(&report.checks, &plan.spec_file.display().to_string()))
+                }
                 Format::Mermaid | Format::Html => {
                     // Drawn from what was observed before teardown.
                     let observed = report.observed.clone().unwrap_or_default();
@@ -760,6 +765,7 @@ fn print_validate(
 ) -> i32 {
     let title = format!("microseg validate · {} · {}", report.scenario, report.source);
     match format {
+        Format::Sarif => println!("{}", crate::report::sarif(&report.checks, &plan.spec_file.display().to_string())),
         Format::Mermaid => {
             let t = crate::topology::topology(plan, observed, &report.bindings);
             print!("{}", crate::topology::mermaid(&t, report.reachability.as_ref()));

@@ -15,6 +15,7 @@ pub mod checks;
 pub mod cli;
 pub mod discover;
 pub mod exit;
+pub mod findings;
 pub mod inventory;
 pub mod ledger;
 pub mod observe;

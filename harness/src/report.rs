@@ -83,6 +83,9 @@ pub fn checks_table(checks: &[CheckResult]) -> String {
                 "  [{}] {} ({})\n      expected: {}\n      found:    {}",
                 f.id, f.resource, c.id, f.expected, f.found
             );
+            if let Some(also) = crate::findings::lookup(&f.id).and_then(crate::findings::compliance_text) {
+                let _ = writeln!(out, "      also:     {also}");
+            }
         }
     }
     out
@@ -260,15 +263,17 @@ pub fn markdown(title: &str, checks: &[CheckResult], matrix: Option<&Matrix>) ->
     }
     let findings: Vec<_> = checks.iter().flat_map(|c| c.findings.iter()).collect();
     if !findings.is_empty() {
-        out.push_str("\n| finding | resource | expected | found |\n|---|---|---|---|\n");
+        out.push_str("\n| finding | resource | expected | found | also |\n|---|---|---|---|---|\n");
         for f in findings {
+            let also = crate::findings::lookup(&f.id).and_then(crate::findings::compliance_text).unwrap_or_default();
             let _ = writeln!(
                 out,
-                "| `{}` | {} | {} | {} |",
+                "| `{}` | {} | {} | {} | {} |",
                 f.id,
                 md_escape(&f.resource),
                 md_escape(&f.expected),
-                md_escape(&f.found)
+                md_escape(&f.found),
+                md_escape(&also)
             );
         }
     }
@@ -312,6 +317,72 @@ pub fn matrix_markdown(m: &Matrix) -> String {
         out.push('\n');
     }
     out
+}
+
+/// SARIF 2.1.0 for code scanning: one rule per finding kind that occurs (summary, help,
+/// and the matching AWS Config / Prowler / Checkov ids as properties), one result per
+/// finding, located in the spec file (physically, as code scanning needs) and at the
+/// resource (logically).
+pub fn sarif(checks: &[CheckResult], spec_file: &str) -> String {
+    use serde_json::json;
+    let mut rule_ids: Vec<&str> = checks.iter().flat_map(|c| c.findings.iter().map(|f| f.id.as_str())).collect();
+    rule_ids.sort_unstable();
+    rule_ids.dedup();
+    let rules: Vec<serde_json::Value> = rule_ids
+        .iter()
+        .map(|id| {
+            let k = crate::findings::lookup(id);
+            let summary = k.map_or("a microseg finding", |k| k.summary);
+            let help = k.map_or("See the finding's expected and found values.", |k| k.help);
+            let compliance = k.and_then(crate::findings::compliance_text);
+            json!({
+                "id": id,
+                "name": id.trim_start_matches("MS-").to_lowercase().replace('-', "_"),
+                "shortDescription": { "text": summary },
+                "fullDescription": { "text": format!("{summary}.{}", compliance.as_ref().map(|c| format!(" Also: {c}.")).unwrap_or_default()) },
+                "help": { "text": help },
+                "defaultConfiguration": { "level": "error" },
+                "properties": {
+                    "tags": ["security", "network"],
+                    "aws-config": k.and_then(|k| k.aws_config),
+                    "prowler": k.and_then(|k| k.prowler),
+                    "checkov": k.and_then(|k| k.checkov),
+                },
+            })
+        })
+        .collect();
+    let results: Vec<serde_json::Value> = checks
+        .iter()
+        .flat_map(|c| c.findings.iter().map(move |f| (c, f)))
+        .map(|(c, f)| {
+            json!({
+                "ruleId": f.id,
+                "ruleIndex": rule_ids.iter().position(|r| *r == f.id),
+                "level": "error",
+                "message": { "text": format!("{}: expected {}; found {}", f.resource, f.expected, f.found) },
+                "locations": [{
+                    "physicalLocation": { "artifactLocation": { "uri": spec_file }, "region": { "startLine": 1 } },
+                    "logicalLocations": [{ "name": f.resource, "kind": "resource" }],
+                }],
+                "partialFingerprints": { "microsegFinding/v1": format!("{}|{}", f.id, f.resource) },
+                "properties": { "check": c.id, "expected": f.expected, "found": f.found },
+            })
+        })
+        .collect();
+    serde_json::to_string_pretty(&json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": { "driver": {
+                "name": "microseg",
+                "version": env!("CARGO_PKG_VERSION"),
+                "informationUri": "https://example.invalid/microseg",
+                "rules": rules,
+            }},
+            "results": results,
+        }],
+    }))
+    .expect("SARIF serialises")
 }
 
 #[cfg(test)]

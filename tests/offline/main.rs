@@ -6,3 +6,6 @@ mod bad_input;
 
 // The HTML report as a browser shows it.
 mod html;
+
+// SARIF against the official schema.
+mod sarif;
