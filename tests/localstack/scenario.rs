@@ -114,6 +114,12 @@ async fn cli_run_on_an_endpoint_passes_and_reports_json() {
     assert_eq!(report["schema_version"], 1);
     assert_eq!(report["exit_code"], 0);
     assert_eq!(report["leftovers"].as_array().map(Vec::len), Some(0));
+    // The report keeps the documented schema (harness/schemas/report-v1.schema.json).
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../../harness/schemas/report-v1.schema.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator.iter_errors(&report).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    assert!(errors.is_empty(), "{errors:#?}");
 }
 
 /// Teardown and sweep delete only what carries the run's tag: an untagged look-alike in

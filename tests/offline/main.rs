@@ -9,3 +9,6 @@ mod html;
 
 // SARIF against the official schema.
 mod sarif;
+
+// The JSON report against its schema.
+mod report_schema;
