@@ -31,11 +31,14 @@ pub enum Divergence {
     DeleteVpcOrphansDependents,
     /// No Reachability Analyzer (NetworkInsights) API.
     NoReachabilityAnalyzer,
+    /// A VPC's default security group is created with no rules; AWS gives it ingress
+    /// from itself and all egress, so whether a deployment closed it cannot be told.
+    DefaultSecurityGroupEmpty,
 }
 
 impl Divergence {
     /// Every divergence, for documentation and `doctor`.
-    pub const ALL: [Divergence; 7] = [
+    pub const ALL: [Divergence; 8] = [
         Divergence::NaclWithoutDefaultDeny,
         Divergence::NaclRuleNumberUnbounded,
         Divergence::FlowLogStatusAlwaysActive,
@@ -43,6 +46,7 @@ impl Divergence {
         Divergence::MetricFilterMatchesEverything,
         Divergence::DeleteVpcOrphansDependents,
         Divergence::NoReachabilityAnalyzer,
+        Divergence::DefaultSecurityGroupEmpty,
     ];
 
     /// Stable id, as used in reports.
@@ -55,6 +59,7 @@ impl Divergence {
             Divergence::MetricFilterMatchesEverything => "metric-filter-matches-everything",
             Divergence::DeleteVpcOrphansDependents => "delete-vpc-orphans-dependents",
             Divergence::NoReachabilityAnalyzer => "no-reachability-analyzer",
+            Divergence::DefaultSecurityGroupEmpty => "default-security-group-empty",
         }
     }
 
@@ -72,6 +77,9 @@ impl Divergence {
             Divergence::MetricFilterMatchesEverything => "metric filters match every event whatever their pattern",
             Divergence::DeleteVpcOrphansDependents => "DeleteVpc succeeds while NACLs remain, leaving them orphaned",
             Divergence::NoReachabilityAnalyzer => "no Reachability Analyzer (NetworkInsights) API",
+            Divergence::DefaultSecurityGroupEmpty => {
+                "a VPC's default security group has no rules; AWS gives it ingress from itself and all egress"
+            }
         }
     }
 
@@ -118,6 +126,7 @@ impl Capabilities {
                 Divergence::MetricFilterMatchesEverything,
                 Divergence::DeleteVpcOrphansDependents,
                 Divergence::NoReachabilityAnalyzer,
+                Divergence::DefaultSecurityGroupEmpty,
             ]
             .into_iter()
             .collect(),

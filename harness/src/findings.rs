@@ -45,6 +45,30 @@ const NACL_ATTACHED: (Option<&str>, Option<&str>, Option<&str>) =
 
 /// Every finding kind, by id.
 pub const CATALOGUE: &[FindingKind] = &[
+    mapped(
+        "MS-DEFAULT-SG-OPEN",
+        "the VPC's default security group has rules",
+        "Revoke every rule of the default group; give workloads their own groups.",
+        Some("VPC_DEFAULT_SECURITY_GROUP_CLOSED"),
+        Some("ec2_securitygroup_default_restrict_traffic"),
+        Some("CKV2_AWS_12"),
+    ),
+    mapped(
+        "MS-NACL-SSH-RDP-OPEN",
+        "a NACL admits SSH or RDP from the internet",
+        "Deny 22 and 3389 from 0.0.0.0/0 before the entry that allows them (an ephemeral-port range from anywhere includes 3389).",
+        Some("NACL_NO_UNRESTRICTED_SSH_RDP"),
+        Some("ec2_networkacl_allow_ingress_tcp_port_22"),
+        None,
+    ),
+    mapped(
+        "MS-LOG-RETENTION-UNSET",
+        "the flow-log group keeps records forever",
+        "Set a retention period on the log group.",
+        Some("CW_LOGGROUP_RETENTION_PERIOD_CHECK"),
+        Some("cloudwatch_log_group_retention_policy_specific_days_enabled"),
+        Some("CKV_AWS_66"),
+    ),
     kind(
         "MS-ALARM-CONFIG",
         "the alarm's metric, statistic, period, comparison or threshold differs from the spec",

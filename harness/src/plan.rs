@@ -89,6 +89,8 @@ pub struct Plan {
     pub allowed_by_design: Vec<Opening>,
     /// Pointless rules the design contains, each explained (expected lint).
     pub expected_lint: Vec<crate::spec::ExpectedLintSpec>,
+    /// Other findings the design has, each explained.
+    pub expected_findings: Vec<crate::spec::ExpectedFindingSpec>,
     /// The source's own validation steps.
     pub source_checks: Vec<crate::spec::SourceCheckSpec>,
 }
@@ -859,6 +861,7 @@ impl Plan {
             intent,
             allowed_by_design,
             expected_lint: spec.expected_lint.iter().map(|l| l.get_ref().clone()).collect(),
+            expected_findings: spec.expected_findings.clone(),
             source_checks: spec.source_checks.iter().map(|s| s.get_ref().clone()).collect(),
         })
     }

@@ -62,6 +62,10 @@ pub struct Spec {
     /// Rules the design makes pointless (shadowed or redundant): expected lint, explained.
     #[serde(default)]
     pub expected_lint: Vec<Spanned<ExpectedLintSpec>>,
+    /// Findings of other checks that the design has on purpose or by its source's choice:
+    /// each explained, shown in the report, not failing the run.
+    #[serde(default)]
+    pub expected_findings: Vec<ExpectedFindingSpec>,
     /// The source's own validation steps, each run as a named check.
     #[serde(default)]
     pub source_checks: Vec<Spanned<SourceCheckSpec>>,
@@ -147,6 +151,18 @@ pub struct ExpectedLintSpec {
     /// `shadowed` or `redundant`.
     pub kind: String,
     /// Why it is accepted.
+    pub why: String,
+}
+
+/// A finding the design has, recorded so the run passes while showing it.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedFindingSpec {
+    /// The finding's id, e.g. `MS-NACL-SSH-RDP-OPEN`.
+    pub id: String,
+    /// The finding's resource without ids in parentheses, e.g. `NACL dmz ingress`.
+    pub resource: String,
+    /// Why the design has it.
     pub why: String,
 }
 
