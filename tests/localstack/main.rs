@@ -21,3 +21,5 @@ mod cloudformation;
 mod bench;
 // The log file and plain output when piped.
 mod terminal;
+// A fault-injecting proxy between the SDK and LocalStack.
+mod faults;

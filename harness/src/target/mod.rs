@@ -355,11 +355,22 @@ impl Target {
 /// credentials, so the default chain never reaches for instance metadata.
 pub async fn emulator_sdk_config(endpoint: &str, region: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(emulator_retry())
         .region(Region::new(region.to_string()))
         .endpoint_url(endpoint)
         .credentials_provider(Credentials::new("test", "test", None, None, "microseg-emulator"))
         .load()
         .await
+}
+
+/// Retries on an emulator: standard mode, bounded at 8 attempts with short backoffs
+/// (50 ms doubling to at most 2 s), since a local emulator's transient errors clear in
+/// milliseconds, not seconds.
+pub fn emulator_retry() -> aws_config::retry::RetryConfig {
+    aws_config::retry::RetryConfig::standard()
+        .with_max_attempts(8)
+        .with_initial_backoff(std::time::Duration::from_millis(50))
+        .with_max_backoff(std::time::Duration::from_secs(2))
 }
 
 /// `auto`: the container when a Docker engine answers and the image is present, else
@@ -416,7 +427,10 @@ async fn start_aws(opts: &TargetOptions) -> Result<Target, TargetError> {
         return Err(TargetError::EndpointEnvSet { var });
     }
     let started = Instant::now();
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    // Adaptive retry: on AWS throttling is the common transient, and adaptive mode also
+    // slows the client down when it sees it. Bounded, never endless.
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(aws_config::retry::RetryConfig::adaptive().with_max_attempts(10));
     if let Some(p) = &opts.profile {
         loader = loader.profile_name(p);
     }
