@@ -30,12 +30,45 @@ enum Fault {
     Reset,
 }
 
+/// What the proxy does besides forwarding.
+#[derive(Debug, Clone, Copy, Default)]
+struct Plan {
+    /// Percent of requests answered with a transient fault.
+    percent: u64,
+    /// Seed of the fault sequence.
+    seed: u64,
+    /// Never answer the request after this many were forwarded (a crash point).
+    stall_after: Option<u64>,
+    /// Answer the k-th mutating request (create, put, authorize, …) with a 400 that no
+    /// retry clears.
+    fail_mutation: Option<u64>,
+}
+
 /// The proxy, serving on a loopback port until dropped.
 struct FaultProxy {
     addr: SocketAddr,
     injected: Arc<Mutex<BTreeMap<Fault, usize>>>,
     forwarded: Arc<AtomicU64>,
+    stalled: Arc<std::sync::atomic::AtomicBool>,
+    mutations: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// The operation a request calls: `Action=` of the query protocols (EC2, IAM), the
+/// target header of JSON ones (Logs), or the path's last segment (CloudWatch's CBOR).
+fn operation(parts: &hyper::http::request::Parts, body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    if let Some(a) = text.split('&').find_map(|kv| kv.strip_prefix("Action=")) {
+        return a.to_string();
+    }
+    if let Some(t) = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
+        return t.rsplit('.').next().unwrap_or(t).to_string();
+    }
+    parts.uri.path().rsplit('/').next().unwrap_or_default().to_string()
+}
+
+fn is_mutation(op: &str) -> bool {
+    ["Create", "Authorize", "Replace", "Associate", "Attach", "Put", "Tag"].iter().any(|p| op.starts_with(p))
 }
 
 impl Drop for FaultProxy {
@@ -57,7 +90,8 @@ fn next(state: &AtomicU64) -> u64 {
 const EC2_THROTTLE: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>microseg-fault</RequestID></Response>";
 
 impl FaultProxy {
-    async fn start(upstream: &str, percent: u64, seed: u64) -> FaultProxy {
+    async fn start(upstream: &str, plan: Plan) -> FaultProxy {
+        let Plan { percent, seed, stall_after, fail_mutation } = plan;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let injected: Arc<Mutex<BTreeMap<Fault, usize>>> = Arc::default();
@@ -65,19 +99,38 @@ impl FaultProxy {
         let rng = Arc::new(AtomicU64::new(seed.max(1)));
         let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
         let upstream = upstream.trim_end_matches('/').to_string();
-        let (inj, fwd) = (injected.clone(), forwarded.clone());
+        let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mutations = Arc::new(AtomicU64::new(0));
+        let (inj, fwd, stl, muts) = (injected.clone(), forwarded.clone(), stalled.clone(), mutations.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { return };
                 let (client, upstream, inj, fwd, rng) =
                     (client.clone(), upstream.clone(), inj.clone(), fwd.clone(), rng.clone());
+                let (stl, muts) = (stl.clone(), muts.clone());
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let (client, upstream, inj, fwd, rng) =
                             (client.clone(), upstream.clone(), inj.clone(), fwd.clone(), rng.clone());
+                        let (stl, muts) = (stl.clone(), muts.clone());
                         async move {
                             let (parts, body) = req.into_parts();
                             let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            if stall_after.is_some_and(|n| fwd.load(Ordering::Relaxed) >= n) {
+                                stl.store(true, Ordering::Relaxed);
+                                std::future::pending::<()>().await;
+                            }
+                            let op = operation(&parts, &body);
+                            if is_mutation(&op) && Some(muts.fetch_add(1, Ordering::Relaxed) + 1) == fail_mutation {
+                                let xml = format!(
+                                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>InvalidParameterValue</Code><Message>microseg injected a failure into {op}</Message></Error></Errors><RequestID>microseg-fault</RequestID></Response>"
+                                );
+                                return Ok(Response::builder()
+                                    .status(StatusCode::BAD_REQUEST)
+                                    .header("content-type", "text/xml")
+                                    .body(Full::new(Bytes::from(xml)))
+                                    .unwrap());
+                            }
                             let roll = next(&rng);
                             if roll % 100 < percent {
                                 let fault =
@@ -125,7 +178,7 @@ impl FaultProxy {
                 });
             }
         });
-        FaultProxy { addr, injected, forwarded, task }
+        FaultProxy { addr, injected, forwarded, stalled, mutations, task }
     }
 
     fn url(&self) -> String {
@@ -137,7 +190,7 @@ impl FaultProxy {
 async fn runs_through_throttling_errors_and_resets_pass_and_leave_nothing() {
     let (clients, _, _) = shared().await;
     for (percent, seed) in [(5, 11), (10, 23), (20, 37)] {
-        let proxy = FaultProxy::start(shared_endpoint(), percent, seed).await;
+        let proxy = FaultProxy::start(shared_endpoint(), Plan { percent, seed, ..Plan::default() }).await;
         let started = std::time::Instant::now();
         let out = tokio::task::spawn_blocking({
             let url = proxy.url();
@@ -166,5 +219,88 @@ async fn runs_through_throttling_errors_and_resets_pass_and_leave_nothing() {
             proxy.forwarded.load(Ordering::Relaxed),
             started.elapsed().as_secs_f64()
         );
+    }
+}
+
+/// The one run ledger a run left in its cache directory.
+fn the_ledger(cache: &std::path::Path) -> microseg_harness::ledger::LedgerData {
+    let ledgers: Vec<_> = std::fs::read_dir(cache.join("runs"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    assert_eq!(ledgers.len(), 1, "one ledger: {ledgers:?}");
+    microseg_harness::ledger::read(&ledgers[0]).unwrap()
+}
+
+/// The real binary killed with SIGKILL at varied points of build, observe and teardown:
+/// the proxy holds the request after the n-th, the test kills the process while it
+/// waits, and `microseg sweep --abandoned` (from the ledger, then by tag) leaves nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_varied_points_then_sweep_leaves_nothing() {
+    let (clients, _, _) = shared().await;
+    for point in [30u64, 55, 80, 100, 125, 145] {
+        let proxy = FaultProxy::start(shared_endpoint(), Plan { stall_after: Some(point), ..Plan::default() }).await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_microseg"))
+            .args(["--quiet", "run", "--target", &format!("endpoint={}", proxy.url())])
+            .env("MICROSEG_CACHE_DIR", dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !proxy.stalled.load(Ordering::Relaxed) {
+            assert!(std::time::Instant::now() < deadline, "point {point}: the run never reached it");
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("point {point}: the run ended ({status}) before the point");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let ledger = the_ledger(dir.path());
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_microseg"))
+            .args(["sweep", "--quiet", "--abandoned", "--target", &format!("endpoint={}", shared_endpoint())])
+            .env("MICROSEG_CACHE_DIR", dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(exit::PASS), "point {point}: {}", String::from_utf8_lossy(&out.stdout));
+        let left = inventory::list(&clients, &Scope::Run(ledger.run_id.clone())).await.unwrap();
+        assert!(left.is_empty(), "point {point}: sweep left {left:?}");
+        eprintln!("killed at request {point} ({} mutations in): swept", proxy.mutations.load(Ordering::Relaxed));
+    }
+}
+
+/// A failure no retry clears, injected at each build step in turn (every fifth mutating
+/// call, so every kind of resource is hit): the run reports it, tears down, and leaves
+/// nothing. The first three mutating calls are the target's divergence probe (its VPC,
+/// NACL and entry), so the build's 66 are calls 4 to 69.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_at_each_build_step_leaves_nothing() {
+    let (clients, _, _) = shared().await;
+    for k in (4..=69u64).step_by(5) {
+        let proxy = FaultProxy::start(shared_endpoint(), Plan { fail_mutation: Some(k), ..Plan::default() }).await;
+        let dir = tempfile::tempdir().unwrap();
+        let out = tokio::task::spawn_blocking({
+            let (url, path) = (proxy.url(), dir.path().to_path_buf());
+            move || {
+                std::process::Command::new(env!("CARGO_BIN_EXE_microseg"))
+                    .args(["--quiet", "run", "--target", &format!("endpoint={url}"), "--format", "json"])
+                    .env("MICROSEG_CACHE_DIR", path)
+                    .output()
+                    .unwrap()
+            }
+        })
+        .await
+        .unwrap();
+        assert_ne!(out.status.code(), Some(exit::PASS), "step {k}: the injected failure went unnoticed");
+        // The failure is named, in the report's interruption or on stderr.
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(said.contains("microseg injected a failure"), "step {k}: {said}");
+        let ledger = the_ledger(dir.path());
+        assert!(ledger.torn_down, "step {k}: the ledger is not marked torn down");
+        let left = inventory::list(&clients, &Scope::Run(ledger.run_id.clone())).await.unwrap();
+        assert!(left.is_empty(), "step {k}: left {left:?}");
     }
 }
