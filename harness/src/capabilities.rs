@@ -31,9 +31,10 @@ pub enum Divergence {
     DeleteVpcOrphansDependents,
     /// No Reachability Analyzer (NetworkInsights) API.
     NoReachabilityAnalyzer,
-    /// A VPC's default security group is created with no rules; AWS gives it ingress
-    /// from itself and all egress, so whether a deployment closed it cannot be told.
-    DefaultSecurityGroupEmpty,
+    /// A VPC's default security group is created with only the all-egress rule; AWS also
+    /// gives it ingress from itself, so a default group found empty may have been closed
+    /// by the deployment or half-closed by the emulator.
+    DefaultSecurityGroupNoSelfIngress,
 }
 
 impl Divergence {
@@ -46,7 +47,7 @@ impl Divergence {
         Divergence::MetricFilterMatchesEverything,
         Divergence::DeleteVpcOrphansDependents,
         Divergence::NoReachabilityAnalyzer,
-        Divergence::DefaultSecurityGroupEmpty,
+        Divergence::DefaultSecurityGroupNoSelfIngress,
     ];
 
     /// Stable id, as used in reports.
@@ -59,7 +60,7 @@ impl Divergence {
             Divergence::MetricFilterMatchesEverything => "metric-filter-matches-everything",
             Divergence::DeleteVpcOrphansDependents => "delete-vpc-orphans-dependents",
             Divergence::NoReachabilityAnalyzer => "no-reachability-analyzer",
-            Divergence::DefaultSecurityGroupEmpty => "default-security-group-empty",
+            Divergence::DefaultSecurityGroupNoSelfIngress => "default-security-group-no-self-ingress",
         }
     }
 
@@ -77,8 +78,8 @@ impl Divergence {
             Divergence::MetricFilterMatchesEverything => "metric filters match every event whatever their pattern",
             Divergence::DeleteVpcOrphansDependents => "DeleteVpc succeeds while NACLs remain, leaving them orphaned",
             Divergence::NoReachabilityAnalyzer => "no Reachability Analyzer (NetworkInsights) API",
-            Divergence::DefaultSecurityGroupEmpty => {
-                "a VPC's default security group has no rules; AWS gives it ingress from itself and all egress"
+            Divergence::DefaultSecurityGroupNoSelfIngress => {
+                "a VPC's default security group has only the all-egress rule; AWS also gives it ingress from itself"
             }
         }
     }
@@ -126,7 +127,7 @@ impl Capabilities {
                 Divergence::MetricFilterMatchesEverything,
                 Divergence::DeleteVpcOrphansDependents,
                 Divergence::NoReachabilityAnalyzer,
-                Divergence::DefaultSecurityGroupEmpty,
+                Divergence::DefaultSecurityGroupNoSelfIngress,
             ]
             .into_iter()
             .collect(),

@@ -214,8 +214,8 @@ fn baseline(plan: &Plan, observed: &Observed, b: &Bindings, caps: &Capabilities)
                 "no rules: nothing should rely on the default group",
                 list(g.rules.iter()),
             );
-        } else if caps.has(Divergence::DefaultSecurityGroupEmpty) {
-            c.divergence(Divergence::DefaultSecurityGroupEmpty);
+        } else if caps.has(Divergence::DefaultSecurityGroupNoSelfIngress) {
+            c.divergence(Divergence::DefaultSecurityGroupNoSelfIngress);
         }
     }
     let internet = std::net::IpAddr::V4(crate::reach::INTERNET);
@@ -1886,8 +1886,9 @@ mod tests {
     }
 
     /// AWS creates the default group with ingress from itself and all egress: on AWS that
-    /// is a finding unless the spec records it; on LocalStack the group comes empty, which
-    /// proves nothing, so it is the named divergence.
+    /// is a finding unless the spec records it. LocalStack creates it with the egress rule only,
+    /// so a default group found empty there may be the emulator's half as much as the
+    /// deployment's doing: the named divergence.
     #[test]
     fn baseline_default_group_is_a_finding_on_aws_and_a_divergence_on_the_emulator() {
         let mut plan = recipe();
@@ -1909,7 +1910,7 @@ mod tests {
         let (mut o, b) = deployed(&plan);
         o.security_groups.push(default_group(vec![]));
         let r = baseline(&plan, &o, &b, &emulator_caps_with_empty_default());
-        assert_eq!(r.divergences, vec!["default-security-group-empty".to_string()]);
+        assert_eq!(r.divergences, vec!["default-security-group-no-self-ingress".to_string()]);
     }
 
     fn emulator_caps_with_empty_default() -> Capabilities {

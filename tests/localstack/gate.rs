@@ -77,6 +77,12 @@ async fn validate_snapshot_and_expect_gone_gate_a_deployment() {
     let md = microseg(&["validate", "--quiet", "--vpc-id", &vpc, "--format", "markdown"]);
     assert!(String::from_utf8_lossy(&md.stdout).contains("| `MS-NACL-ENTRY-MISSING` | NACL database"), "{}", text(&md));
 
+    let sarif = microseg(&["validate", "--quiet", "--vpc-id", &vpc, "--format", "sarif"]);
+    assert_eq!(sarif.status.code(), Some(exit::FINDINGS));
+    let doc: serde_json::Value = serde_json::from_slice(&sarif.stdout).unwrap();
+    assert_eq!(doc["version"], "2.1.0");
+    let results = doc["runs"][0]["results"].as_array().unwrap();
+    assert!(results.iter().any(|r| r["ruleId"] == "MS-NACL-ENTRY-MISSING"), "{doc}");
     let page = microseg(&["validate", "--quiet", "--vpc-id", &vpc, "--format", "html"]);
     assert_eq!(page.status.code(), Some(exit::FINDINGS));
     let html = String::from_utf8_lossy(&page.stdout);
