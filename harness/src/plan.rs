@@ -340,6 +340,23 @@ impl Checker<'_> {
         }
     }
 
+    /// One end of a flow: a zone of the spec or `internet`.
+    fn flow_end(&mut self, at: usize, field: &str, name: &str, zone_names: &BTreeSet<&str>) -> Option<FlowEnd> {
+        if name == "internet" {
+            Some(FlowEnd::Internet)
+        } else if zone_names.contains(name) {
+            Some(FlowEnd::Zone(name.to_string()))
+        } else {
+            self.problem(
+                Some(at),
+                field,
+                format!("{name:?}"),
+                format!("no zone of that name (nor \"internet\"); known: {}", join(zone_names)),
+            );
+            None
+        }
+    }
+
     fn protocol(&mut self, at: usize, field: &str, text: &str) -> Option<Protocol> {
         let p = Protocol::parse(text);
         if p.is_none() {
@@ -688,22 +705,8 @@ impl Plan {
             let at = f.span().start;
             let flow = f.get_ref();
             let field = format!("intent[{i}]");
-            let mut end = |name: &str, which: &str| -> Option<FlowEnd> {
-                if name == "internet" {
-                    Some(FlowEnd::Internet)
-                } else if zone_names.contains(name) {
-                    Some(FlowEnd::Zone(name.to_string()))
-                } else {
-                    c.problem(
-                        Some(at),
-                        format!("{field}.{which}"),
-                        format!("{name:?}"),
-                        format!("no zone of that name (nor \"internet\"); known: {}", join(&zone_names)),
-                    );
-                    None
-                }
-            };
-            let (from, to) = (end(&flow.from, "from"), end(&flow.to, "to"));
+            let from = c.flow_end(at, &format!("{field}.from"), &flow.from, &zone_names);
+            let to = c.flow_end(at, &format!("{field}.to"), &flow.to, &zone_names);
             let protocol = c.protocol(at, &format!("{field}.protocol"), &flow.protocol);
             let ports = protocol.and_then(|p| c.ports(at, &format!("{field}.ports"), p, flow.ports.as_ref()));
             if let (Some(from), Some(to), Some(protocol), Some(ports)) = (from, to, protocol, ports) {
@@ -723,22 +726,8 @@ impl Plan {
             let at = o.span().start;
             let opening = o.get_ref();
             let field = format!("allowed_by_design[{i}]");
-            let mut end = |name: &str, which: &str| -> Option<FlowEnd> {
-                if name == "internet" {
-                    Some(FlowEnd::Internet)
-                } else if zone_names.contains(name) {
-                    Some(FlowEnd::Zone(name.to_string()))
-                } else {
-                    c.problem(
-                        Some(at),
-                        format!("{field}.{which}"),
-                        format!("{name:?}"),
-                        format!("no zone of that name (nor \"internet\"); known: {}", join(&zone_names)),
-                    );
-                    None
-                }
-            };
-            let (from, to) = (end(&opening.from, "from"), end(&opening.to, "to"));
+            let from = c.flow_end(at, &format!("{field}.from"), &opening.from, &zone_names);
+            let to = c.flow_end(at, &format!("{field}.to"), &opening.to, &zone_names);
             let protocol = c.protocol(at, &format!("{field}.protocol"), &opening.protocol);
             let ports = match (protocol, &opening.ports) {
                 (Some(p), Some(PortsSpec::Text(t))) if p.has_ports() && t.contains(',') => {

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use microseg_harness::checks::without_ids;
 use microseg_harness::exit;
 use microseg_harness::target::python;
 
@@ -18,22 +19,6 @@ const RECIPE: &str = include_str!("../fixtures/recipe-microsegmentation-nacl-sg.
 /// The ```bash blocks of the recipe's sections whose heading starts with one of `sections`.
 fn blocks(sections: &[&str]) -> String {
     microseg_harness::bench::shell_blocks(RECIPE, sections)
-}
-
-/// A finding's resource without the emulator's ids: `NACL web (acl-1) ingress rule #100`
-/// becomes `NACL web ingress rule #100`.
-fn without_ids(resource: &str) -> String {
-    let mut out = String::new();
-    let mut depth = 0;
-    for ch in resource.chars() {
-        match ch {
-            '(' => depth += 1,
-            ')' => depth -= 1,
-            c if depth == 0 => out.push(c),
-            _ => {}
-        }
-    }
-    out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn aws_cli() -> PathBuf {
