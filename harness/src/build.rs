@@ -18,7 +18,6 @@ use aws_sdk_ec2::types::{
     Filter, FlowLogsResourceType, IcmpTypeCode, IpPermission, IpRange, Ipv6Range, LogDestinationType, ResourceType,
     Tag, TagSpecification, TrafficType, UserIdGroupPair,
 };
-use futures::future::try_join_all;
 use ipnet::IpNet;
 
 use crate::aws::{AwsError, Clients, aws_err};
@@ -168,13 +167,21 @@ fn fail(what: impl Into<String>) -> impl FnOnce(AwsError) -> BuildError {
     move |source| BuildError::Aws { what, source }
 }
 
+/// Every future to its end, then the first error: unlike `try_join`, a failure does not
+/// drop the siblings. A create already sent must finish, and be recorded, before
+/// teardown looks for what to delete; a dropped one could create its resource after
+/// that inventory, and leak it.
+async fn settle_all<T, E>(futures: impl IntoIterator<Item = impl Future<Output = Result<T, E>>>) -> Result<Vec<T>, E> {
+    futures::future::join_all(futures).await.into_iter().collect()
+}
+
 /// Builds the plan; returns the bindings of what it created.
 pub async fn build(plan: &Plan, ctx: &BuildContext<'_>) -> Result<Bindings, BuildError> {
     let mut b = Bindings::default();
 
     // Wave 1.
     let names = AccountNames::new(plan, ctx.run_id);
-    let (vpc_id, igw_id, role_arn, ()) = tokio::try_join!(
+    let (vpc, igw, role, log_group) = tokio::join!(
         create_vpc(plan, ctx),
         async {
             match &plan.internet_gateway {
@@ -194,7 +201,8 @@ pub async fn build(plan: &Plan, ctx: &BuildContext<'_>) -> Result<Bindings, Buil
                 None => Ok(()),
             }
         },
-    )?;
+    );
+    let (vpc_id, igw_id, role_arn, ()) = (vpc?, igw?, role?, log_group?);
     b.vpc_id = Some(vpc_id.clone());
     b.internet_gateway_id = igw_id.clone();
     if plan.flow_log.is_some() {
@@ -204,8 +212,8 @@ pub async fn build(plan: &Plan, ctx: &BuildContext<'_>) -> Result<Bindings, Buil
     ctx.checkpoint(Wave::Foundation).await?;
 
     // Wave 2.
-    let (subnets, nacls, groups, tables, (), (), monitoring, flow_log) = tokio::try_join!(
-        try_join_all(plan.zones.iter().map(|z| async {
+    let (subnets, nacls, groups, tables, attached, policy, monitoring, flow_log) = tokio::join!(
+        settle_all(plan.zones.iter().map(|z| async {
             let az = format!("{}{}", ctx.clients.region, z.az_suffix);
             let out = ctx
                 .clients
@@ -223,7 +231,7 @@ pub async fn build(plan: &Plan, ctx: &BuildContext<'_>) -> Result<Bindings, Buil
             ctx.record(ResourceKind::Subnet, &id, &z.name, None)?;
             Ok::<_, BuildError>((z.name.clone(), id))
         })),
-        try_join_all(plan.nacls.iter().map(|n| async {
+        settle_all(plan.nacls.iter().map(|n| async {
             let out = ctx
                 .clients
                 .ec2
@@ -238,7 +246,7 @@ pub async fn build(plan: &Plan, ctx: &BuildContext<'_>) -> Result<Bindings, Buil
             ctx.record(ResourceKind::NetworkAcl, &id, &n.name, None)?;
             Ok::<_, BuildError>((n.name.clone(), id))
         })),
-        try_join_all(plan.security_groups.iter().map(|g| async {
+        settle_all(plan.security_groups.iter().map(|g| async {
             let out = ctx
                 .clients
                 .ec2
@@ -255,7 +263,7 @@ pub async fn build(plan: &Plan, ctx: &BuildContext<'_>) -> Result<Bindings, Buil
             ctx.record(ResourceKind::SecurityGroup, &id, &g.name, None)?;
             Ok::<_, BuildError>((g.name.clone(), id))
         })),
-        try_join_all(plan.route_tables.iter().map(|t| async {
+        settle_all(plan.route_tables.iter().map(|t| async {
             let out = ctx
                 .clients
                 .ec2
@@ -282,7 +290,7 @@ pub async fn build(plan: &Plan, ctx: &BuildContext<'_>) -> Result<Bindings, Buil
                     .map_err(aws_err("AttachInternetGateway"))
                     .map_err(fail("internet gateway attachment"))?;
             }
-            Ok(())
+            Ok::<(), BuildError>(())
         },
         async {
             match &plan.flow_log {
@@ -302,7 +310,9 @@ pub async fn build(plan: &Plan, ctx: &BuildContext<'_>) -> Result<Bindings, Buil
                 _ => Ok(None),
             }
         },
-    )?;
+    );
+    let (subnets, nacls, groups, tables, (), (), monitoring, flow_log) =
+        (subnets?, nacls?, groups?, tables?, attached?, policy?, monitoring?, flow_log?);
     b.zones = subnets.into_iter().collect();
     b.nacls = nacls.into_iter().collect();
     b.security_groups = groups.into_iter().collect();
@@ -316,12 +326,13 @@ pub async fn build(plan: &Plan, ctx: &BuildContext<'_>) -> Result<Bindings, Buil
     ctx.checkpoint(Wave::Network).await?;
 
     // Wave 3.
-    tokio::try_join!(
+    let (entries, associations, rules, routes) = tokio::join!(
         create_nacl_entries(plan, ctx, &b),
         associate_nacls(plan, ctx, &b, &vpc_id),
         authorize_groups(plan, ctx, &b),
         create_routes(plan, ctx, &b),
-    )?;
+    );
+    ((), (), (), ()) = (entries?, associations?, rules?, routes?);
     ctx.checkpoint(Wave::Rules).await?;
     Ok(b)
 }
@@ -594,7 +605,7 @@ async fn create_nacl_entries(plan: &Plan, ctx: &BuildContext<'_>, b: &Bindings) 
         let id = b.nacls.get(&n.name).cloned().unwrap_or_default();
         n.entries.iter().map(move |e| (n.name.clone(), id.clone(), e.clone()))
     });
-    try_join_all(calls.map(|(name, id, e)| async move {
+    settle_all(calls.map(|(name, id, e)| async move {
         let mut req = ctx
             .clients
             .ec2
@@ -651,7 +662,7 @@ async fn associate_nacls(plan: &Plan, ctx: &BuildContext<'_>, b: &Bindings, vpc_
         .flat_map(|a| a.associations())
         .filter_map(|a| Some((a.subnet_id()?.to_string(), a.network_acl_association_id()?.to_string())))
         .collect();
-    try_join_all(plan.zones.iter().map(|z| {
+    settle_all(plan.zones.iter().map(|z| {
         let subnet = b.zones.get(&z.name).cloned().unwrap_or_default();
         let nacl = b.nacls.get(&z.nacl).cloned().unwrap_or_default();
         let assoc = current.get(&subnet).cloned();
@@ -713,7 +724,7 @@ fn rule_peer_text(rule: &SgRule) -> String {
 }
 
 async fn authorize_groups(plan: &Plan, ctx: &BuildContext<'_>, b: &Bindings) -> Result<(), BuildError> {
-    try_join_all(plan.security_groups.iter().map(|g| authorize_group(ctx, g, b))).await?;
+    settle_all(plan.security_groups.iter().map(|g| authorize_group(ctx, g, b))).await?;
     Ok(())
 }
 
@@ -762,7 +773,7 @@ async fn authorize_group(ctx: &BuildContext<'_>, g: &PlannedSecurityGroup, b: &B
 async fn create_routes(plan: &Plan, ctx: &BuildContext<'_>, b: &Bindings) -> Result<(), BuildError> {
     let routes = plan.route_tables.iter().flat_map(|t| t.routes.iter().map(move |r| (t, r)));
     let associations = plan.route_tables.iter().flat_map(|t| t.zones.iter().map(move |z| (t, z)));
-    let create = try_join_all(routes.map(|(t, (dest, target))| async move {
+    let create = settle_all(routes.map(|(t, (dest, target))| async move {
         let table = b.route_tables.get(&t.name).cloned().unwrap_or_default();
         let req = ctx.clients.ec2.create_route().route_table_id(table).destination_cidr_block(dest.to_string());
         let req = match target {
@@ -770,7 +781,7 @@ async fn create_routes(plan: &Plan, ctx: &BuildContext<'_>, b: &Bindings) -> Res
         };
         req.send().await.map_err(aws_err("CreateRoute")).map_err(fail(format!("route {dest} in table {}", t.name)))
     }));
-    let associate = try_join_all(associations.map(|(t, zone)| async move {
+    let associate = settle_all(associations.map(|(t, zone)| async move {
         let table = b.route_tables.get(&t.name).cloned().unwrap_or_default();
         let subnet = b.zones.get(zone).cloned().unwrap_or_default();
         ctx.clients
@@ -783,7 +794,8 @@ async fn create_routes(plan: &Plan, ctx: &BuildContext<'_>, b: &Bindings) -> Res
             .map_err(aws_err("AssociateRouteTable"))
             .map_err(fail(format!("route table {} association with zone {zone}", t.name)))
     }));
-    tokio::try_join!(create, associate)?;
+    let (created, associated) = tokio::join!(create, associate);
+    ((), ()) = (created.map(|_| ())?, associated.map(|_| ())?);
     Ok(())
 }
 
