@@ -80,8 +80,12 @@ impl LocalStackHost {
             // Pay the lazy provider load (~1.7 s per service) during start-up, where the
             // readiness check absorbs it, not in the first call of a run (EMULATOR.md).
             .env("EAGER_SERVICE_LOADING", "1")
-            // Per-instance state, so two emulators never share files.
+            // Per-instance state, so two emulators never share files. In host mode
+            // LocalStack keeps its files under FILESYSTEM_ROOT (by default inside the
+            // shared venv): two starting at once both wrote its TLS certificate there,
+            // and one read it half-written ("PEM routines: no start line").
             .env("LOCALSTACK_VOLUME_DIR", &volume_dir)
+            .env("FILESYSTEM_ROOT", &volume_dir)
             // No network beyond loopback: no analytics, no certificate download.
             .env("DISABLE_EVENTS", "1")
             .env("SKIP_SSL_CERT_DOWNLOAD", "1")
