@@ -27,6 +27,8 @@ pub mod codes {
     pub const RESOURCE_NOT_FOUND: &str = "ResourceNotFoundException";
     /// IAM: the role still has policies.
     pub const DELETE_CONFLICT: &str = "DeleteConflict";
+    /// EC2: the Elastic IP is still in use (by a NAT gateway being deleted, say).
+    pub const ADDRESS_IN_USE: &str = "InvalidIPAddress.InUse";
     /// EC2: the entry's rule number is taken.
     pub const NACL_ENTRY_EXISTS: &str = "NetworkAclEntryAlreadyExists";
     /// EC2: the gateway is not attached to that VPC.
@@ -166,9 +168,98 @@ impl AwsError {
         }
     }
 
+    /// Whether the error says a resource the request names is unknown (as opposed to a
+    /// permission or an attachment that is not there): what eventual consistency looks
+    /// like right after a create.
+    pub fn is_unknown_id(&self) -> bool {
+        self.is_not_found()
+            && !matches!(self.code.as_deref(), Some(codes::PERMISSION_NOT_FOUND) | Some(codes::GATEWAY_NOT_ATTACHED))
+    }
+
     /// Whether a dependent still exists (retry later).
     pub fn is_dependency_violation(&self) -> bool {
-        matches!(self.code.as_deref(), Some(codes::DEPENDENCY_VIOLATION) | Some(codes::DELETE_CONFLICT))
+        matches!(
+            self.code.as_deref(),
+            Some(codes::DEPENDENCY_VIOLATION) | Some(codes::DELETE_CONFLICT) | Some(codes::ADDRESS_IN_USE)
+        )
+    }
+}
+
+/// How long a call that names a resource created moments ago keeps retrying "not found".
+pub const CONSISTENCY_WINDOW: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Growing pauses within a deadline: how microseg waits for AWS to catch up (an id to
+/// become known, a resource to be listed, a state to change). The first pause is 250 ms;
+/// each next one doubles, up to `max`.
+#[derive(Debug)]
+pub struct Patience {
+    deadline: std::time::Instant,
+    delay: std::time::Duration,
+    max: std::time::Duration,
+}
+
+impl Patience {
+    /// Pauses for at most `limit` in all, none longer than `max`.
+    pub fn new(limit: std::time::Duration, max: std::time::Duration) -> Patience {
+        Patience { deadline: std::time::Instant::now() + limit, delay: std::time::Duration::from_millis(250), max }
+    }
+
+    /// For a fresh id to become known: [`CONSISTENCY_WINDOW`], pauses up to 4 s.
+    pub fn consistency() -> Patience {
+        Patience::new(CONSISTENCY_WINDOW, std::time::Duration::from_secs(4))
+    }
+
+    /// Whether the deadline has passed.
+    pub fn expired(&self) -> bool {
+        std::time::Instant::now() >= self.deadline
+    }
+
+    /// Whether the next pause would end before the deadline.
+    pub fn has_time(&self) -> bool {
+        std::time::Instant::now() + self.delay < self.deadline
+    }
+
+    /// Sleeps the next pause.
+    pub async fn pause(&mut self) {
+        tokio::time::sleep(self.delay).await;
+        self.delay = (self.delay * 2).min(self.max);
+    }
+}
+
+/// Sends a request that names a resource this run created moments ago. EC2 and IAM are
+/// eventually consistent: AWS documents that an id a create just returned may be
+/// unknown to the next call for a while (`InvalidGroup.NotFound` after
+/// `CreateSecurityGroup`, `NoSuchEntity` after `CreateRole`). Such an answer is retried
+/// with [`Patience::consistency`] (250 ms doubling to 4 s, for at most
+/// [`CONSISTENCY_WINDOW`]); anything else, and the last answer, is returned as it is.
+/// `call` builds and sends the request afresh each time. Throttling and 5xx are the
+/// SDK's own retry's job, below this.
+pub async fn settle<T, E, R, F, Fut>(operation: &'static str, mut call: F) -> Result<T, AwsError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, SdkError<E, R>>>,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: fmt::Debug,
+{
+    let mut patience = Patience::consistency();
+    loop {
+        match call().await.map_err(aws_err(operation)) {
+            Err(e) if e.is_unknown_id() && patience.has_time() => {
+                tracing::debug!(operation, code = e.code.as_deref(), "not found yet; retrying");
+                patience.pause().await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A NAT gateway's state (`pending`, `available`, `deleting`, …), or `None` while it is
+/// not listed: right after its create (eventual consistency) or once it is gone.
+pub async fn nat_gateway_state(ec2: &aws_sdk_ec2::Client, id: &str) -> Result<Option<String>, AwsError> {
+    match ec2.describe_nat_gateways().nat_gateway_ids(id).send().await.map_err(aws_err("DescribeNatGateways")) {
+        Ok(out) => Ok(out.nat_gateways().first().and_then(|n| n.state()).map(|s| s.as_str().to_string())),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

@@ -25,6 +25,12 @@ pub struct Bindings {
     pub route_tables: BTreeMap<String, String>,
     /// The internet gateway.
     pub internet_gateway_id: Option<String>,
+    /// NAT-gateway name → NAT gateway id.
+    #[serde(default)]
+    pub nat_gateways: BTreeMap<String, String>,
+    /// NAT-gateway name → allocation id of its Elastic IP.
+    #[serde(default)]
+    pub elastic_ips: BTreeMap<String, String>,
     /// The flow log.
     pub flow_log_id: Option<String>,
     /// The flow-log role's name.

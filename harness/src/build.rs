@@ -2,11 +2,11 @@
 //! step.
 //!
 //! Creations run concurrently within three waves bounded by the dependency depth:
-//! 1. VPC, internet gateway, IAM role, log group;
+//! 1. VPC, internet gateway, IAM role, log group, Elastic IPs;
 //! 2. subnets, NACLs, security groups, route tables, IGW attachment, role policy, metric
 //!    filter and alarm, flow log;
-//! 3. NACL entries, NACL associations, security-group rules, routes and route-table
-//!    associations.
+//! 3. NACL entries, NACL associations, security-group rules, NAT gateways (waited until
+//!    available), then routes and route-table associations.
 //!
 //! Every resource is tagged at creation (`TagSpecifications`), so even a resource whose
 //! id never reached the ledger (killed between the call and the write) is found by tag.
@@ -15,16 +15,16 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_sdk_ec2::types::{
-    Filter, FlowLogsResourceType, IcmpTypeCode, IpPermission, IpRange, Ipv6Range, LogDestinationType, ResourceType,
-    Tag, TagSpecification, TrafficType, UserIdGroupPair,
+    DomainType, Filter, FlowLogsResourceType, IcmpTypeCode, IpPermission, IpRange, Ipv6Range, LogDestinationType,
+    ResourceType, Tag, TagSpecification, TrafficType, UserIdGroupPair,
 };
 use ipnet::IpNet;
 
-use crate::aws::{AwsError, Clients, aws_err};
+use crate::aws::{AwsError, Clients, Patience, aws_err, nat_gateway_state, settle};
 use crate::bindings::Bindings;
 use crate::ledger::{Ledger, LedgerEntry, LedgerError, ResourceKind};
 use crate::model::{Direction, NaclEntry, Peer, Protocol, SgRule};
-use crate::plan::{Plan, PlannedAlarm, PlannedFlowLog, PlannedSecurityGroup, RouteTarget};
+use crate::plan::{Plan, PlannedAlarm, PlannedFlowLog, PlannedNatGateway, PlannedSecurityGroup, RouteTarget};
 use crate::run_id::{IAM_PATH, RunId, TAG_CREATED_AT, TAG_RUN_ID, TAG_SCENARIO, now_unix};
 
 /// A point in the build where a test can inject a failure.
@@ -181,7 +181,7 @@ pub async fn build(plan: &Plan, ctx: &BuildContext<'_>) -> Result<Bindings, Buil
 
     // Wave 1.
     let names = AccountNames::new(plan, ctx.run_id);
-    let (vpc, igw, role, log_group) = tokio::join!(
+    let (vpc, igw, role, log_group, addresses) = tokio::join!(
         create_vpc(plan, ctx),
         async {
             match &plan.internet_gateway {
@@ -201,8 +201,10 @@ pub async fn build(plan: &Plan, ctx: &BuildContext<'_>) -> Result<Bindings, Buil
                 None => Ok(()),
             }
         },
+        settle_all(plan.nat_gateways.iter().map(|n| allocate_address(plan, ctx, n))),
     );
-    let (vpc_id, igw_id, role_arn, ()) = (vpc?, igw?, role?, log_group?);
+    let (vpc_id, igw_id, role_arn, (), addresses) = (vpc?, igw?, role?, log_group?, addresses?);
+    b.elastic_ips = addresses.into_iter().collect();
     b.vpc_id = Some(vpc_id.clone());
     b.internet_gateway_id = igw_id.clone();
     if plan.flow_log.is_some() {
@@ -215,80 +217,76 @@ pub async fn build(plan: &Plan, ctx: &BuildContext<'_>) -> Result<Bindings, Buil
     let (subnets, nacls, groups, tables, attached, policy, monitoring, flow_log) = tokio::join!(
         settle_all(plan.zones.iter().map(|z| async {
             let az = format!("{}{}", ctx.clients.region, z.az_suffix);
-            let out = ctx
-                .clients
-                .ec2
-                .create_subnet()
-                .vpc_id(&vpc_id)
-                .cidr_block(z.cidr.to_string())
-                .availability_zone(az)
-                .tag_specifications(ctx.ec2_tags(plan, ResourceType::Subnet, &z.subnet_name, &z.tags))
-                .send()
-                .await
-                .map_err(aws_err("CreateSubnet"))
-                .map_err(fail(format!("subnet {}", z.name)))?;
+            let out = settle("CreateSubnet", || {
+                ctx.clients
+                    .ec2
+                    .create_subnet()
+                    .vpc_id(&vpc_id)
+                    .cidr_block(z.cidr.to_string())
+                    .availability_zone(&az)
+                    .tag_specifications(ctx.ec2_tags(plan, ResourceType::Subnet, &z.subnet_name, &z.tags))
+                    .send()
+            })
+            .await
+            .map_err(fail(format!("subnet {}", z.name)))?;
             let id = out.subnet().and_then(|s| s.subnet_id()).unwrap_or_default().to_string();
             ctx.record(ResourceKind::Subnet, &id, &z.name, None)?;
             Ok::<_, BuildError>((z.name.clone(), id))
         })),
         settle_all(plan.nacls.iter().map(|n| async {
-            let out = ctx
-                .clients
-                .ec2
-                .create_network_acl()
-                .vpc_id(&vpc_id)
-                .tag_specifications(ctx.ec2_tags(plan, ResourceType::NetworkAcl, &n.tag_name, &n.tags))
-                .send()
-                .await
-                .map_err(aws_err("CreateNetworkAcl"))
-                .map_err(fail(format!("NACL {}", n.name)))?;
+            let out = settle("CreateNetworkAcl", || {
+                ctx.clients
+                    .ec2
+                    .create_network_acl()
+                    .vpc_id(&vpc_id)
+                    .tag_specifications(ctx.ec2_tags(plan, ResourceType::NetworkAcl, &n.tag_name, &n.tags))
+                    .send()
+            })
+            .await
+            .map_err(fail(format!("NACL {}", n.name)))?;
             let id = out.network_acl().and_then(|a| a.network_acl_id()).unwrap_or_default().to_string();
             ctx.record(ResourceKind::NetworkAcl, &id, &n.name, None)?;
             Ok::<_, BuildError>((n.name.clone(), id))
         })),
         settle_all(plan.security_groups.iter().map(|g| async {
-            let out = ctx
-                .clients
-                .ec2
-                .create_security_group()
-                .vpc_id(&vpc_id)
-                .group_name(&g.group_name)
-                .description(&g.description)
-                .tag_specifications(ctx.ec2_tags(plan, ResourceType::SecurityGroup, &g.group_name, &g.tags))
-                .send()
-                .await
-                .map_err(aws_err("CreateSecurityGroup"))
-                .map_err(fail(format!("security group {}", g.name)))?;
+            let out = settle("CreateSecurityGroup", || {
+                ctx.clients
+                    .ec2
+                    .create_security_group()
+                    .vpc_id(&vpc_id)
+                    .group_name(&g.group_name)
+                    .description(&g.description)
+                    .tag_specifications(ctx.ec2_tags(plan, ResourceType::SecurityGroup, &g.group_name, &g.tags))
+                    .send()
+            })
+            .await
+            .map_err(fail(format!("security group {}", g.name)))?;
             let id = out.group_id().unwrap_or_default().to_string();
             ctx.record(ResourceKind::SecurityGroup, &id, &g.name, None)?;
             Ok::<_, BuildError>((g.name.clone(), id))
         })),
         settle_all(plan.route_tables.iter().map(|t| async {
-            let out = ctx
-                .clients
-                .ec2
-                .create_route_table()
-                .vpc_id(&vpc_id)
-                .tag_specifications(ctx.ec2_tags(plan, ResourceType::RouteTable, &t.tag_name, &BTreeMap::new()))
-                .send()
-                .await
-                .map_err(aws_err("CreateRouteTable"))
-                .map_err(fail(format!("route table {}", t.name)))?;
+            let out = settle("CreateRouteTable", || {
+                ctx.clients
+                    .ec2
+                    .create_route_table()
+                    .vpc_id(&vpc_id)
+                    .tag_specifications(ctx.ec2_tags(plan, ResourceType::RouteTable, &t.tag_name, &BTreeMap::new()))
+                    .send()
+            })
+            .await
+            .map_err(fail(format!("route table {}", t.name)))?;
             let id = out.route_table().and_then(|r| r.route_table_id()).unwrap_or_default().to_string();
             ctx.record(ResourceKind::RouteTable, &id, &t.name, None)?;
             Ok::<_, BuildError>((t.name.clone(), id))
         })),
         async {
             if let Some(igw) = &igw_id {
-                ctx.clients
-                    .ec2
-                    .attach_internet_gateway()
-                    .internet_gateway_id(igw)
-                    .vpc_id(&vpc_id)
-                    .send()
-                    .await
-                    .map_err(aws_err("AttachInternetGateway"))
-                    .map_err(fail("internet gateway attachment"))?;
+                settle("AttachInternetGateway", || {
+                    ctx.clients.ec2.attach_internet_gateway().internet_gateway_id(igw).vpc_id(&vpc_id).send()
+                })
+                .await
+                .map_err(fail("internet gateway attachment"))?;
             }
             Ok::<(), BuildError>(())
         },
@@ -330,9 +328,15 @@ pub async fn build(plan: &Plan, ctx: &BuildContext<'_>) -> Result<Bindings, Buil
         create_nacl_entries(plan, ctx, &b),
         associate_nacls(plan, ctx, &b, &vpc_id),
         authorize_groups(plan, ctx, &b),
-        create_routes(plan, ctx, &b),
+        // Routes may point at NAT gateways, which need the subnets and addresses.
+        async {
+            let nats = create_nat_gateways(plan, ctx, &b).await?;
+            let with_nats = Bindings { nat_gateways: nats.clone(), ..b.clone() };
+            create_routes(plan, ctx, &with_nats).await.map(|()| nats)
+        },
     );
-    ((), (), (), ()) = (entries?, associations?, rules?, routes?);
+    let ((), (), (), nats) = (entries?, associations?, rules?, routes?);
+    b.nat_gateways = nats;
     ctx.checkpoint(Wave::Rules).await?;
     Ok(b)
 }
@@ -438,16 +442,17 @@ async fn create_role(plan: &Plan, ctx: &BuildContext<'_>, names: &AccountNames) 
 async fn put_role_policy(ctx: &BuildContext<'_>, fl: &PlannedFlowLog, names: &AccountNames) -> Result<(), BuildError> {
     let arn =
         format!("arn:{}:logs:{}:{}:log-group:{}", ctx.partition(), ctx.clients.region, ctx.account_id, names.log_group);
-    ctx.clients
-        .iam
-        .put_role_policy()
-        .role_name(&names.role)
-        .policy_name(&fl.role_policy_name)
-        .policy_document(delivery_policy(&arn).to_string())
-        .send()
-        .await
-        .map_err(aws_err("PutRolePolicy"))
-        .map_err(fail("flow-log role policy"))?;
+    settle("PutRolePolicy", || {
+        ctx.clients
+            .iam
+            .put_role_policy()
+            .role_name(&names.role)
+            .policy_name(&fl.role_policy_name)
+            .policy_document(delivery_policy(&arn).to_string())
+            .send()
+    })
+    .await
+    .map_err(fail("flow-log role policy"))?;
     Ok(())
 }
 
@@ -464,15 +469,11 @@ async fn create_log_group(
     req.send().await.map_err(aws_err("CreateLogGroup")).map_err(fail("log group"))?;
     ctx.record(ResourceKind::LogGroup, &names.log_group, "flow-log-group", None)?;
     if let Some(days) = fl.retention_days {
-        ctx.clients
-            .logs
-            .put_retention_policy()
-            .log_group_name(&names.log_group)
-            .retention_in_days(days)
-            .send()
-            .await
-            .map_err(aws_err("PutRetentionPolicy"))
-            .map_err(fail("log group retention"))?;
+        settle("PutRetentionPolicy", || {
+            ctx.clients.logs.put_retention_policy().log_group_name(&names.log_group).retention_in_days(days).send()
+        })
+        .await
+        .map_err(fail("log group retention"))?;
     }
     Ok(())
 }
@@ -491,17 +492,18 @@ async fn create_alarm(
         .metric_value(&al.metric_value)
         .build()
         .expect("namespace, name and value are set");
-    ctx.clients
-        .logs
-        .put_metric_filter()
-        .log_group_name(&names.log_group)
-        .filter_name(&names.metric_filter)
-        .filter_pattern(&al.filter_pattern)
-        .metric_transformations(transformation)
-        .send()
-        .await
-        .map_err(aws_err("PutMetricFilter"))
-        .map_err(fail("metric filter"))?;
+    settle("PutMetricFilter", || {
+        ctx.clients
+            .logs
+            .put_metric_filter()
+            .log_group_name(&names.log_group)
+            .filter_name(&names.metric_filter)
+            .filter_pattern(&al.filter_pattern)
+            .metric_transformations(transformation.clone())
+            .send()
+    })
+    .await
+    .map_err(fail("metric filter"))?;
     ctx.record(ResourceKind::MetricFilter, &names.metric_filter, "rejected-packets-filter", Some(&names.log_group))?;
     let req = ctx
         .clients
@@ -533,15 +535,11 @@ async fn create_alarm(
             ctx.account_id,
             names.alarm
         );
-        ctx.clients
-            .cloudwatch
-            .tag_resource()
-            .resource_arn(arn)
-            .set_tags(Some(tags))
-            .send()
-            .await
-            .map_err(aws_err("TagResource"))
-            .map_err(fail("alarm tags"))?;
+        settle("TagResource", || {
+            ctx.clients.cloudwatch.tag_resource().resource_arn(&arn).set_tags(Some(tags.clone())).send()
+        })
+        .await
+        .map_err(fail("alarm tags"))?;
     } else {
         req.set_tags(Some(tags)).send().await.map_err(aws_err("PutMetricAlarm")).map_err(fail("alarm"))?;
         ctx.record(ResourceKind::Alarm, &names.alarm, "rejected-traffic-alarm", None)?;
@@ -561,21 +559,21 @@ async fn create_flow_log(
     // CreateFlowLogs then reports it in `Unsuccessful`. Retry that, bounded.
     let mut delay = Duration::from_millis(250);
     for attempt in 1..=8 {
-        let out = ctx
-            .clients
-            .ec2
-            .create_flow_logs()
-            .resource_type(FlowLogsResourceType::Vpc)
-            .resource_ids(vpc_id)
-            .traffic_type(TrafficType::from(fl.traffic_type.as_str()))
-            .log_destination_type(LogDestinationType::CloudWatchLogs)
-            .log_group_name(&names.log_group)
-            .deliver_logs_permission_arn(role_arn)
-            .tag_specifications(ctx.ec2_tags(plan, ResourceType::VpcFlowLog, &names.log_group, &BTreeMap::new()))
-            .send()
-            .await
-            .map_err(aws_err("CreateFlowLogs"))
-            .map_err(fail("flow log"))?;
+        let out = settle("CreateFlowLogs", || {
+            ctx.clients
+                .ec2
+                .create_flow_logs()
+                .resource_type(FlowLogsResourceType::Vpc)
+                .resource_ids(vpc_id)
+                .traffic_type(TrafficType::from(fl.traffic_type.as_str()))
+                .log_destination_type(LogDestinationType::CloudWatchLogs)
+                .log_group_name(&names.log_group)
+                .deliver_logs_permission_arn(role_arn)
+                .tag_specifications(ctx.ec2_tags(plan, ResourceType::VpcFlowLog, &names.log_group, &BTreeMap::new()))
+                .send()
+        })
+        .await
+        .map_err(fail("flow log"))?;
         if let Some(id) = out.flow_log_ids().first() {
             ctx.record(ResourceKind::FlowLog, id, "flow-log", None)?;
             return Ok(id.clone());
@@ -627,9 +625,8 @@ async fn create_nacl_entries(plan: &Plan, ctx: &BuildContext<'_>, b: &Bindings) 
         if e.protocol == Protocol::Icmp {
             req = req.icmp_type_code(IcmpTypeCode::builder().r#type(-1).code(-1).build());
         }
-        req.send()
+        settle("CreateNetworkAclEntry", || req.clone().send())
             .await
-            .map_err(aws_err("CreateNetworkAclEntry"))
             .map_err(fail(format!("NACL {name} entry {}", describe_entry(&e))))
     }))
     .await?;
@@ -646,23 +643,35 @@ async fn associate_nacls(plan: &Plan, ctx: &BuildContext<'_>, b: &Bindings, vpc_
     }
     // Each new subnet starts on the default NACL; ReplaceNetworkAclAssociation moves it.
     // (The recipe's associate-network-acl is not an EC2 operation: deviation D1.)
-    let acls = ctx
-        .clients
-        .ec2
-        .describe_network_acls()
-        .filters(Filter::builder().name("vpc-id").values(vpc_id).build())
-        .filters(Filter::builder().name("default").values("true").build())
-        .send()
-        .await
-        .map_err(aws_err("DescribeNetworkAcls"))
-        .map_err(fail("default NACL lookup"))?;
-    let current: BTreeMap<String, String> = acls
-        .network_acls()
-        .iter()
-        .flat_map(|a| a.associations())
-        .filter_map(|a| Some((a.subnet_id()?.to_string(), a.network_acl_association_id()?.to_string())))
-        .collect();
-    settle_all(plan.zones.iter().map(|z| {
+    // A subnet created a moment ago may not be listed on the default NACL yet (eventual
+    // consistency): look again, bounded, until every subnet that moves is.
+    let moving: Vec<&String> =
+        plan.zones.iter().filter(|z| !z.on_default_nacl()).filter_map(|z| b.zones.get(&z.name)).collect();
+    let mut patience = Patience::consistency();
+    let current: BTreeMap<String, String> = loop {
+        let acls = ctx
+            .clients
+            .ec2
+            .describe_network_acls()
+            .filters(Filter::builder().name("vpc-id").values(vpc_id).build())
+            .filters(Filter::builder().name("default").values("true").build())
+            .send()
+            .await
+            .map_err(aws_err("DescribeNetworkAcls"))
+            .map_err(fail("default NACL lookup"))?;
+        let current: BTreeMap<String, String> = acls
+            .network_acls()
+            .iter()
+            .flat_map(|a| a.associations())
+            .filter_map(|a| Some((a.subnet_id()?.to_string(), a.network_acl_association_id()?.to_string())))
+            .collect();
+        if moving.iter().all(|s| current.contains_key(*s)) || !patience.has_time() {
+            break current;
+        }
+        patience.pause().await;
+    };
+    // A zone on the default NACL stays where every new subnet starts.
+    settle_all(plan.zones.iter().filter(|z| !z.on_default_nacl()).map(|z| {
         let subnet = b.zones.get(&z.name).cloned().unwrap_or_default();
         let nacl = b.nacls.get(&z.nacl).cloned().unwrap_or_default();
         let assoc = current.get(&subnet).cloned();
@@ -677,15 +686,11 @@ async fn associate_nacls(plan: &Plan, ctx: &BuildContext<'_>, b: &Bindings, vpc_
                     },
                 });
             };
-            ctx.clients
-                .ec2
-                .replace_network_acl_association()
-                .association_id(assoc)
-                .network_acl_id(nacl)
-                .send()
-                .await
-                .map_err(aws_err("ReplaceNetworkAclAssociation"))
-                .map_err(fail(format!("NACL association of zone {}", z.name)))
+            settle("ReplaceNetworkAclAssociation", || {
+                ctx.clients.ec2.replace_network_acl_association().association_id(&assoc).network_acl_id(&nacl).send()
+            })
+            .await
+            .map_err(fail(format!("NACL association of zone {}", z.name)))
         }
     }))
     .await?;
@@ -735,39 +740,119 @@ async fn authorize_group(ctx: &BuildContext<'_>, g: &PlannedSecurityGroup, b: &B
     let egress: Vec<IpPermission> =
         g.rules.iter().filter(|r| r.direction == Direction::Egress).map(|r| permission(r, b)).collect();
     if !ingress.is_empty() {
-        ctx.clients
-            .ec2
-            .authorize_security_group_ingress()
-            .group_id(&id)
-            .set_ip_permissions(Some(ingress))
-            .send()
-            .await
-            .map_err(aws_err("AuthorizeSecurityGroupIngress"))
-            .map_err(fail(format!("ingress rules of group {}", g.name)))?;
+        settle("AuthorizeSecurityGroupIngress", || {
+            ctx.clients
+                .ec2
+                .authorize_security_group_ingress()
+                .group_id(&id)
+                .set_ip_permissions(Some(ingress.clone()))
+                .send()
+        })
+        .await
+        .map_err(fail(format!("ingress rules of group {}", g.name)))?;
     }
     if !g.keep_default_egress {
-        ctx.clients
-            .ec2
-            .revoke_security_group_egress()
-            .group_id(&id)
-            .ip_permissions(permission(&crate::model::default_sg_egress(), b))
-            .send()
-            .await
-            .map_err(aws_err("RevokeSecurityGroupEgress"))
-            .map_err(fail(format!("default egress of group {}", g.name)))?;
+        settle("RevokeSecurityGroupEgress", || {
+            ctx.clients
+                .ec2
+                .revoke_security_group_egress()
+                .group_id(&id)
+                .ip_permissions(permission(&crate::model::default_sg_egress(), b))
+                .send()
+        })
+        .await
+        .map_err(fail(format!("default egress of group {}", g.name)))?;
     }
     if !egress.is_empty() {
-        ctx.clients
-            .ec2
-            .authorize_security_group_egress()
-            .group_id(&id)
-            .set_ip_permissions(Some(egress))
-            .send()
-            .await
-            .map_err(aws_err("AuthorizeSecurityGroupEgress"))
-            .map_err(fail(format!("egress rules of group {}", g.name)))?;
+        settle("AuthorizeSecurityGroupEgress", || {
+            ctx.clients
+                .ec2
+                .authorize_security_group_egress()
+                .group_id(&id)
+                .set_ip_permissions(Some(egress.clone()))
+                .send()
+        })
+        .await
+        .map_err(fail(format!("egress rules of group {}", g.name)))?;
     }
     Ok(())
+}
+
+/// Allocates the Elastic IP of one NAT gateway; returns (NAT name, allocation id).
+async fn allocate_address(
+    plan: &Plan,
+    ctx: &BuildContext<'_>,
+    nat: &PlannedNatGateway,
+) -> Result<(String, String), BuildError> {
+    let out = ctx
+        .clients
+        .ec2
+        .allocate_address()
+        .domain(DomainType::Vpc)
+        .tag_specifications(ctx.ec2_tags(
+            plan,
+            ResourceType::ElasticIp,
+            &format!("{}-eip", nat.tag_name),
+            &BTreeMap::new(),
+        ))
+        .send()
+        .await
+        .map_err(aws_err("AllocateAddress"))
+        .map_err(fail(format!("Elastic IP of NAT gateway {}", nat.name)))?;
+    let id = out.allocation_id().unwrap_or_default().to_string();
+    ctx.record(ResourceKind::ElasticIp, &id, &nat.name, None)?;
+    Ok((nat.name.clone(), id))
+}
+
+/// Creates the NAT gateways and waits until each is available (AWS takes a minute or
+/// two; routes to a pending NAT gateway would not carry traffic yet). The wait is
+/// bounded: 10 minutes, polls from 250 ms growing to 10 s.
+async fn create_nat_gateways(
+    plan: &Plan,
+    ctx: &BuildContext<'_>,
+    b: &Bindings,
+) -> Result<BTreeMap<String, String>, BuildError> {
+    let created = settle_all(plan.nat_gateways.iter().map(|n| async move {
+        let out = settle("CreateNatGateway", || {
+            ctx.clients
+                .ec2
+                .create_nat_gateway()
+                .subnet_id(b.zones.get(&n.zone).cloned().unwrap_or_default())
+                .allocation_id(b.elastic_ips.get(&n.name).cloned().unwrap_or_default())
+                // Public is AWS's default; said explicitly because LocalStack (moto)
+                // echoes the parameter and reports a NAT gateway created without it as
+                // connectivity "None" (EMULATOR.md).
+                .connectivity_type(aws_sdk_ec2::types::ConnectivityType::Public)
+                .tag_specifications(ctx.ec2_tags(plan, ResourceType::Natgateway, &n.tag_name, &BTreeMap::new()))
+                .send()
+        })
+        .await
+        .map_err(fail(format!("NAT gateway {}", n.name)))?;
+        let id = out.nat_gateway().and_then(|g| g.nat_gateway_id()).unwrap_or_default().to_string();
+        ctx.record(ResourceKind::NatGateway, &id, &n.name, None)?;
+        wait_available(ctx, &n.name, &id).await?;
+        Ok::<_, BuildError>((n.name.clone(), id))
+    }))
+    .await?;
+    Ok(created.into_iter().collect())
+}
+
+async fn wait_available(ctx: &BuildContext<'_>, name: &str, id: &str) -> Result<(), BuildError> {
+    let mut patience = Patience::new(Duration::from_secs(600), Duration::from_secs(10));
+    let problem = |source: AwsError| BuildError::Aws { what: format!("NAT gateway {name}"), source };
+    let says = |message: String| problem(AwsError { operation: "DescribeNatGateways", code: None, message });
+    loop {
+        // Not listed yet right after the create: "not available yet", not a failure.
+        let state = nat_gateway_state(&ctx.clients.ec2, id).await.map_err(problem)?;
+        match state.as_deref() {
+            Some("available") => return Ok(()),
+            Some(s @ ("failed" | "deleting" | "deleted")) => return Err(says(format!("{id} is {s}"))),
+            other if patience.expired() => {
+                return Err(says(format!("{id} still {} after 10 minutes", other.unwrap_or("not listed"))));
+            }
+            _ => patience.pause().await,
+        }
+    }
 }
 
 async fn create_routes(plan: &Plan, ctx: &BuildContext<'_>, b: &Bindings) -> Result<(), BuildError> {
@@ -778,21 +863,18 @@ async fn create_routes(plan: &Plan, ctx: &BuildContext<'_>, b: &Bindings) -> Res
         let req = ctx.clients.ec2.create_route().route_table_id(table).destination_cidr_block(dest.to_string());
         let req = match target {
             RouteTarget::InternetGateway => req.gateway_id(b.internet_gateway_id.clone().unwrap_or_default()),
+            RouteTarget::NatGateway(n) => req.nat_gateway_id(b.nat_gateways.get(n).cloned().unwrap_or_default()),
         };
-        req.send().await.map_err(aws_err("CreateRoute")).map_err(fail(format!("route {dest} in table {}", t.name)))
+        settle("CreateRoute", || req.clone().send()).await.map_err(fail(format!("route {dest} in table {}", t.name)))
     }));
     let associate = settle_all(associations.map(|(t, zone)| async move {
         let table = b.route_tables.get(&t.name).cloned().unwrap_or_default();
         let subnet = b.zones.get(zone).cloned().unwrap_or_default();
-        ctx.clients
-            .ec2
-            .associate_route_table()
-            .route_table_id(table)
-            .subnet_id(subnet)
-            .send()
-            .await
-            .map_err(aws_err("AssociateRouteTable"))
-            .map_err(fail(format!("route table {} association with zone {zone}", t.name)))
+        settle("AssociateRouteTable", || {
+            ctx.clients.ec2.associate_route_table().route_table_id(&table).subnet_id(&subnet).send()
+        })
+        .await
+        .map_err(fail(format!("route table {} association with zone {zone}", t.name)))
     }));
     let (created, associated) = tokio::join!(create, associate);
     ((), ()) = (created.map(|_| ())?, associated.map(|_| ())?);

@@ -11,7 +11,7 @@ use std::fmt;
 use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
 use serde::{Deserialize, Serialize};
 
-use crate::aws::{AwsError, Clients, aws_err};
+use crate::aws::{AwsError, Clients, aws_err, settle};
 
 /// One way a target departs from AWS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -35,11 +35,14 @@ pub enum Divergence {
     /// gives it ingress from itself, so a default group found empty may have been closed
     /// by the deployment or half-closed by the emulator.
     DefaultSecurityGroupNoSelfIngress,
+    /// A NAT gateway's connectivity type is reported as the create request gave it:
+    /// `None` when the request left it out, where AWS reports its default, `public`.
+    NatConnectivityTypeEchoed,
 }
 
 impl Divergence {
     /// Every divergence, for documentation and `doctor`.
-    pub const ALL: [Divergence; 8] = [
+    pub const ALL: [Divergence; 9] = [
         Divergence::NaclWithoutDefaultDeny,
         Divergence::NaclRuleNumberUnbounded,
         Divergence::FlowLogStatusAlwaysActive,
@@ -48,6 +51,7 @@ impl Divergence {
         Divergence::DeleteVpcOrphansDependents,
         Divergence::NoReachabilityAnalyzer,
         Divergence::DefaultSecurityGroupNoSelfIngress,
+        Divergence::NatConnectivityTypeEchoed,
     ];
 
     /// Stable id, as used in reports.
@@ -61,6 +65,7 @@ impl Divergence {
             Divergence::DeleteVpcOrphansDependents => "delete-vpc-orphans-dependents",
             Divergence::NoReachabilityAnalyzer => "no-reachability-analyzer",
             Divergence::DefaultSecurityGroupNoSelfIngress => "default-security-group-no-self-ingress",
+            Divergence::NatConnectivityTypeEchoed => "nat-connectivity-type-echoed",
         }
     }
 
@@ -80,6 +85,9 @@ impl Divergence {
             Divergence::NoReachabilityAnalyzer => "no Reachability Analyzer (NetworkInsights) API",
             Divergence::DefaultSecurityGroupNoSelfIngress => {
                 "a VPC's default security group has only the all-egress rule; AWS also gives it ingress from itself"
+            }
+            Divergence::NatConnectivityTypeEchoed => {
+                "a NAT gateway created without ConnectivityType reports connectivity None; AWS reports its default, public"
             }
         }
     }
@@ -128,6 +136,7 @@ impl Capabilities {
                 Divergence::DeleteVpcOrphansDependents,
                 Divergence::NoReachabilityAnalyzer,
                 Divergence::DefaultSecurityGroupNoSelfIngress,
+                Divergence::NatConnectivityTypeEchoed,
             ]
             .into_iter()
             .collect(),
@@ -158,32 +167,37 @@ pub async fn probe(clients: &Clients, caps: &mut Capabilities) -> Result<(), Aws
         .map_err(aws_err("CreateVpc"))?;
     let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).unwrap_or_default().to_string();
     let result = async {
-        let acl = clients
-            .ec2
-            .create_network_acl()
-            .vpc_id(&vpc_id)
-            .tag_specifications(tags(ResourceType::NetworkAcl))
-            .send()
-            .await
-            .map_err(aws_err("CreateNetworkAcl"))?;
+        // Eventual consistency: the VPC just created may be unknown for a moment.
+        let acl = settle("CreateNetworkAcl", || {
+            clients.ec2.create_network_acl().vpc_id(&vpc_id).tag_specifications(tags(ResourceType::NetworkAcl)).send()
+        })
+        .await?;
         let acl = acl.network_acl().cloned().unwrap_or_else(|| aws_sdk_ec2::types::NetworkAcl::builder().build());
         let acl_id = acl.network_acl_id().unwrap_or_default().to_string();
         if acl.entries().is_empty() {
             caps.divergences.insert(Divergence::NaclWithoutDefaultDeny);
         }
-        let big = clients
-            .ec2
-            .create_network_acl_entry()
-            .network_acl_id(&acl_id)
-            .rule_number(40000)
-            .protocol("-1")
-            .rule_action(aws_sdk_ec2::types::RuleAction::Deny)
-            .egress(false)
-            .cidr_block("0.0.0.0/0")
-            .send()
-            .await;
-        if big.is_ok() {
-            caps.divergences.insert(Divergence::NaclRuleNumberUnbounded);
+        let big = settle("CreateNetworkAclEntry", || {
+            clients
+                .ec2
+                .create_network_acl_entry()
+                .network_acl_id(&acl_id)
+                .rule_number(40000)
+                .protocol("-1")
+                .rule_action(aws_sdk_ec2::types::RuleAction::Deny)
+                .egress(false)
+                .cidr_block("0.0.0.0/0")
+                .send()
+        })
+        .await;
+        match big {
+            Ok(_) => {
+                caps.divergences.insert(Divergence::NaclRuleNumberUnbounded);
+            }
+            // An unknown NACL says nothing about rule numbers.
+            Err(e) if e.is_unknown_id() => return Err(e),
+            // AWS refuses rule numbers above 32766.
+            Err(_) => {}
         }
         clients.ec2.delete_network_acl().network_acl_id(&acl_id).send().await.map_err(aws_err("DeleteNetworkAcl"))?;
         Ok::<_, AwsError>(())

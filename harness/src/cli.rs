@@ -280,9 +280,12 @@ fn plan_cmd(args: &PlanArgs) -> i32 {
             // The design evaluated on AWS semantics before anything is built: the same
             // checks a deployment gets, so the exit code says whether the design is sound.
             let (observed, bindings) = crate::reach::designed(&plan);
-            let r = crate::reach::analyse(&plan, &observed, &bindings, crate::checks::EPHEMERAL);
-            let checks =
-                crate::checks::run_checks(&plan, &observed, &bindings, &crate::capabilities::Capabilities::aws());
+            let (checks, r) = crate::checks::run_checks_with_reachability(
+                &plan,
+                &observed,
+                &bindings,
+                &crate::capabilities::Capabilities::aws(),
+            );
             let reach_checks: Vec<_> = checks.into_iter().filter(|c| c.id == "intent" || c.id == "rule-lint").collect();
             if args.json {
                 let doc = serde_json::json!({ "reachability": r, "checks": reach_checks });

@@ -49,8 +49,20 @@ pub fn discover(plan: &Plan, observed: &Observed, mapping: &ZoneMapping) -> Bind
         }
     }
 
+    for nat in &plan.nat_gateways {
+        let in_subnet = b.zones.get(&nat.zone).and_then(|s| observed.nat_gateways.iter().find(|n| &n.subnet_id == s));
+        let by_tag = || observed.nat_gateways.iter().find(|n| n.tags.get("Name").is_some_and(|t| t == &nat.tag_name));
+        if let Some(n) = in_subnet.or_else(by_tag) {
+            b.nat_gateways.insert(nat.name.clone(), n.id.clone());
+            if let Some(eip) = n.allocation_ids.first() {
+                b.elastic_ips.insert(nat.name.clone(), eip.clone());
+            }
+        }
+    }
+
     for group in &plan.security_groups {
-        if let Some(g) = find_group(&observed.security_groups, &group.group_name, &group.zone) {
+        let zone = plan.zones_of_group(&group.name).first().copied().unwrap_or_default();
+        if let Some(g) = find_group(&observed.security_groups, &group.group_name, zone) {
             b.security_groups.insert(group.name.clone(), g.id.clone());
         }
     }

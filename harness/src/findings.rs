@@ -167,6 +167,11 @@ pub const CATALOGUE: &[FindingKind] = &[
         "Attach the internet gateway to the VPC.",
     ),
     kind(
+        "MS-ISOLATED-ROUTE",
+        "an isolated zone's route table leads to or from the internet",
+        "Remove the route: an isolated tier (a database tier) keeps only the local route and routes to private destinations.",
+    ),
+    kind(
         "MS-INTENT-BLOCKED",
         "an intended flow is blocked",
         "Open the named component: a NACL entry (both ways, ephemeral replies included), a group rule, or a route.",
@@ -188,6 +193,31 @@ pub const CATALOGUE: &[FindingKind] = &[
         Some("CW_LOGGROUP_RETENTION_PERIOD_CHECK"),
         Some("cloudwatch_log_group_retention_policy_specific_days_enabled"),
         Some("CKV_AWS_66"),
+    ),
+    kind(
+        "MS-NAT-MISSING",
+        "a NAT gateway of the spec does not exist",
+        "Create the NAT gateway in its zone's public subnet, with its Elastic IP.",
+    ),
+    kind(
+        "MS-NAT-NO-EIP",
+        "a NAT gateway does not hold the Elastic IP allocated for it",
+        "Create it as a public NAT gateway with the run's Elastic IP allocation.",
+    ),
+    kind(
+        "MS-NAT-NO-IGW-ROUTE",
+        "a NAT gateway's subnet has no route to an attached internet gateway",
+        "Route 0.0.0.0/0 of the NAT gateway's subnet to the VPC's internet gateway: without it, nothing behind the NAT reaches out.",
+    ),
+    kind(
+        "MS-NAT-NOT-AVAILABLE",
+        "a NAT gateway is not in state available",
+        "Wait for it, or read its failure message (DescribeNatGateways) and recreate it.",
+    ),
+    kind(
+        "MS-NAT-WRONG-SUBNET",
+        "a NAT gateway sits in another subnet than its zone's",
+        "Recreate it in the zone's subnet: routes that point at it expect it there.",
     ),
     kind(
         "MS-NACL-ENTRY-CHANGED",
@@ -278,6 +308,11 @@ pub const CATALOGUE: &[FindingKind] = &[
         "MS-RT-ROUTE-MISSING",
         "a route of the spec is missing",
         "Create the route (e.g. 0.0.0.0/0 to the internet gateway).",
+    ),
+    kind(
+        "MS-RT-ROUTE-UNEXPECTED",
+        "a route table has a route the spec does not",
+        "Remove the route, or add it to the spec: every route changes where traffic can go.",
     ),
     kind(
         "MS-SG-CIDR-FOR-REFERENCE",

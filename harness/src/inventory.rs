@@ -105,7 +105,7 @@ pub async fn list(clients: &Clients, scope: &Scope) -> Result<Vec<Item>, AwsErro
 async fn list_ec2(clients: &Clients, scope: &Scope) -> Result<Vec<Item>, AwsError> {
     let ec2 = &clients.ec2;
     let f = scope.ec2_filter();
-    let (vpcs, subnets, nacls, sgs, rts, igws, fls) = tokio::try_join!(
+    let (vpcs, subnets, nacls, sgs, rts, igws, fls, nats, eips) = tokio::try_join!(
         async { all_items!(ec2.describe_vpcs().filters(f.clone()), "DescribeVpcs") },
         async { all_items!(ec2.describe_subnets().filters(f.clone()), "DescribeSubnets") },
         async { all_items!(ec2.describe_network_acls().filters(f.clone()), "DescribeNetworkAcls") },
@@ -115,6 +115,9 @@ async fn list_ec2(clients: &Clients, scope: &Scope) -> Result<Vec<Item>, AwsErro
         // Flow logs are few; filter by tag client-side, since not every emulator
         // implements tag filters on DescribeFlowLogs.
         async { all_items!(ec2.describe_flow_logs(), "DescribeFlowLogs") },
+        async { all_items!(ec2.describe_nat_gateways().filter(f.clone()), "DescribeNatGateways") },
+        // DescribeAddresses has no pagination.
+        async { ec2.describe_addresses().filters(f.clone()).send().await.map_err(aws_err("DescribeAddresses")) },
     )?;
     let mut out = Vec::new();
     out.extend(
@@ -139,6 +142,15 @@ async fn list_ec2(clients: &Clients, scope: &Scope) -> Result<Vec<Item>, AwsErro
         let vpc = i.attachments().first().and_then(|a| a.vpc_id());
         item_from_tags(ResourceKind::InternetGateway, i.internet_gateway_id()?, &ec2_tags(i.tags()), vpc, scope)
     }));
+    // A deleted NAT gateway stays listed for about an hour on AWS; it is gone.
+    out.extend(nats.iter().filter(|n| n.state().is_none_or(|s| s.as_str() != "deleted")).filter_map(|n| {
+        item_from_tags(ResourceKind::NatGateway, n.nat_gateway_id()?, &ec2_tags(n.tags()), n.vpc_id(), scope)
+    }));
+    out.extend(
+        eips.addresses().iter().filter_map(|a| {
+            item_from_tags(ResourceKind::ElasticIp, a.allocation_id()?, &ec2_tags(a.tags()), None, scope)
+        }),
+    );
     out.extend(fls.iter().filter_map(|l| {
         item_from_tags(ResourceKind::FlowLog, l.flow_log_id()?, &ec2_tags(l.tags()), l.resource_id(), scope)
     }));

@@ -33,6 +33,10 @@ pub enum ResourceKind {
     Role,
     /// Security group.
     SecurityGroup,
+    /// NAT gateway (teardown waits until it is gone: its address and subnet depend on it).
+    NatGateway,
+    /// Elastic IP address (released).
+    ElasticIp,
     /// Network ACL (its subnets are re-associated with the default NACL first).
     NetworkAcl,
     /// Route table (disassociated first).
@@ -47,13 +51,17 @@ pub enum ResourceKind {
 
 impl ResourceKind {
     /// Every kind, in teardown order.
-    pub const TEARDOWN_ORDER: [ResourceKind; 11] = [
+    pub const TEARDOWN_ORDER: [ResourceKind; 13] = [
         ResourceKind::FlowLog,
         ResourceKind::Alarm,
         ResourceKind::MetricFilter,
         ResourceKind::LogGroup,
         ResourceKind::Role,
         ResourceKind::SecurityGroup,
+        // A NAT gateway holds its Elastic IP and an interface in its subnet, and an IGW
+        // cannot be detached while the VPC has mapped public addresses.
+        ResourceKind::NatGateway,
+        ResourceKind::ElasticIp,
         // Subnets before their NACLs and route tables: on AWS a deleted subnet takes its
         // associations with it, which saves moving each back to the default NACL and
         // disassociating it. LocalStack 4.14 keeps them (and then refuses DeleteNetworkAcl),
@@ -74,6 +82,8 @@ impl ResourceKind {
             ResourceKind::LogGroup => "log-group",
             ResourceKind::Role => "iam-role",
             ResourceKind::SecurityGroup => "security-group",
+            ResourceKind::NatGateway => "nat-gateway",
+            ResourceKind::ElasticIp => "elastic-ip",
             ResourceKind::NetworkAcl => "network-acl",
             ResourceKind::RouteTable => "route-table",
             ResourceKind::Subnet => "subnet",

@@ -71,12 +71,18 @@ pub struct Plan {
     pub internet_gateway: Option<String>,
     /// Zones, in spec order.
     pub zones: Vec<PlannedZone>,
+    /// NAT gateways, in spec order.
+    pub nat_gateways: Vec<PlannedNatGateway>,
     /// NACLs, in spec order.
     pub nacls: Vec<PlannedNacl>,
     /// Route tables.
     pub route_tables: Vec<PlannedRouteTable>,
     /// Security groups.
     pub security_groups: Vec<PlannedSecurityGroup>,
+    /// Workloads (kinds of instances), in spec order.
+    pub workloads: Vec<PlannedWorkload>,
+    /// Named places outside the VPC.
+    pub externals: Vec<PlannedExternal>,
     /// Flow log.
     pub flow_log: Option<PlannedFlowLog>,
     /// Alarm.
@@ -116,16 +122,64 @@ pub struct Opening {
 pub enum FlowEnd {
     /// Anywhere outside the VPC, through the internet gateway.
     Internet,
-    /// A zone's workloads.
+    /// Something inside the VPC: a zone's workloads, or a named workload.
     Zone(String),
+    /// A named place outside the VPC (`[[externals]]`).
+    External(String),
 }
 
 impl fmt::Display for FlowEnd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FlowEnd::Internet => f.write_str("internet"),
-            FlowEnd::Zone(z) => f.write_str(z),
+            FlowEnd::Zone(z) | FlowEnd::External(z) => f.write_str(z),
         }
+    }
+}
+
+/// What a name in an intent may stand for, and the endpoints it expands to.
+struct FlowNames {
+    /// Name → the endpoints it stands for (one for a workload, a zone without workloads
+    /// or an external; each endpoint of its zones for a tier or a zone with workloads;
+    /// the internet and every external for `internet`).
+    expansions: BTreeMap<String, Vec<FlowEnd>>,
+}
+
+impl FlowNames {
+    fn new(
+        zones: &[crate::spec::ZoneSpec],
+        workloads: &[crate::spec::WorkloadSpec],
+        externals: &[crate::spec::ExternalSpec],
+    ) -> FlowNames {
+        let mut expansions: BTreeMap<String, Vec<FlowEnd>> = BTreeMap::new();
+        expansions.insert("internet".into(), vec![FlowEnd::Internet]);
+        let zone_ends = |zone: &str| -> Vec<FlowEnd> {
+            let in_zone: Vec<FlowEnd> =
+                workloads.iter().filter(|w| w.zone == zone).map(|w| FlowEnd::Zone(w.name.clone())).collect();
+            if in_zone.is_empty() { vec![FlowEnd::Zone(zone.to_string())] } else { in_zone }
+        };
+        for z in zones {
+            if let Some(tier) = &z.tier {
+                expansions.entry(tier.clone()).or_default().extend(zone_ends(&z.name));
+            }
+        }
+        for z in zones {
+            expansions.insert(z.name.clone(), zone_ends(&z.name));
+        }
+        for w in workloads {
+            expansions.insert(w.name.clone(), vec![FlowEnd::Zone(w.name.clone())]);
+        }
+        for e in externals {
+            expansions.insert(e.name.clone(), vec![FlowEnd::External(e.name.clone())]);
+            // A named place outside the VPC is part of the internet: what the design
+            // means for "the internet" it means for the office too.
+            expansions.entry("internet".into()).or_default().push(FlowEnd::External(e.name.clone()));
+        }
+        FlowNames { expansions }
+    }
+
+    fn known(&self) -> String {
+        self.expansions.keys().cloned().collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -168,10 +222,55 @@ pub struct PlannedZone {
     pub az_suffix: String,
     /// Subnet `Name` tag.
     pub subnet_name: String,
-    /// Logical NACL name.
+    /// Logical NACL name, or [`DEFAULT_NACL`] for the VPC's default NACL.
     pub nacl: String,
+    /// Tier, if any.
+    pub tier: Option<String>,
+    /// Whether the zone must have no route to or from the internet.
+    pub isolated: bool,
     /// Extra tags.
     pub tags: BTreeMap<String, String>,
+}
+
+impl PlannedZone {
+    /// Whether the zone stays on the VPC's default NACL.
+    pub fn on_default_nacl(&self) -> bool {
+        self.nacl == DEFAULT_NACL
+    }
+}
+
+/// The NACL name that stands for the VPC's default NACL.
+pub const DEFAULT_NACL: &str = "default";
+
+/// A NAT gateway and its Elastic IP.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedNatGateway {
+    /// Logical name.
+    pub name: String,
+    /// The zone whose subnet holds it.
+    pub zone: String,
+    /// `Name` tag.
+    pub tag_name: String,
+}
+
+/// A kind of instance.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedWorkload {
+    /// Name.
+    pub name: String,
+    /// Its zone.
+    pub zone: String,
+    /// Its groups, by logical name.
+    pub groups: Vec<String>,
+}
+
+/// A named place outside the VPC.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedExternal {
+    /// Name.
+    pub name: String,
+    /// Address range.
+    pub cidr: IpNet,
 }
 
 /// A NACL with its entries sorted by direction, then rule number.
@@ -195,11 +294,22 @@ impl PlannedNacl {
 }
 
 /// Where a route sends traffic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RouteTarget {
     /// The VPC's internet gateway.
     InternetGateway,
+    /// A NAT gateway of the plan, by logical name.
+    NatGateway(String),
+}
+
+impl fmt::Display for RouteTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RouteTarget::InternetGateway => f.write_str("internet-gateway"),
+            RouteTarget::NatGateway(n) => write!(f, "nat-gateway {n}"),
+        }
+    }
 }
 
 /// A route table.
@@ -224,8 +334,8 @@ pub struct PlannedSecurityGroup {
     pub group_name: String,
     /// Description.
     pub description: String,
-    /// Member zone.
-    pub zone: String,
+    /// Zones whose workloads are members (empty when workloads name the group).
+    pub zones: Vec<String>,
     /// Extra tags.
     pub tags: BTreeMap<String, String>,
     /// Rules to authorise, without the default egress.
@@ -305,6 +415,28 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
+    /// Reports `value` at `field` unless it names one of `known`, the names of a `what`;
+    /// returns whether it does.
+    fn known(
+        &mut self,
+        offset: Option<usize>,
+        field: impl Into<String>,
+        value: &str,
+        known: &BTreeSet<&str>,
+        what: &str,
+    ) -> bool {
+        let is_known = known.contains(value);
+        if !is_known {
+            self.problem(
+                offset,
+                field,
+                format!("{value:?}"),
+                format!("no {what} of that name; known: {}", join(known)),
+            );
+        }
+        is_known
+    }
+
     fn problem(
         &mut self,
         offset: Option<usize>,
@@ -340,21 +472,22 @@ impl Checker<'_> {
         }
     }
 
-    /// One end of a flow: a zone of the spec or `internet`.
-    fn flow_end(&mut self, at: usize, field: &str, name: &str, zone_names: &BTreeSet<&str>) -> Option<FlowEnd> {
-        if name == "internet" {
-            Some(FlowEnd::Internet)
-        } else if zone_names.contains(name) {
-            Some(FlowEnd::Zone(name.to_string()))
-        } else {
+    /// One end of a flow: `internet`, an external, a workload, a zone or a tier; the
+    /// endpoints it stands for.
+    fn flow_end(&mut self, at: usize, field: &str, name: &str, names: &FlowNames) -> Option<Vec<FlowEnd>> {
+        let found = names.expansions.get(name).cloned();
+        if found.is_none() {
             self.problem(
                 Some(at),
                 field,
                 format!("{name:?}"),
-                format!("no zone of that name (nor \"internet\"); known: {}", join(zone_names)),
+                format!(
+                    "no zone, tier, workload or external of that name (nor \"internet\"); known: {}",
+                    names.known()
+                ),
             );
-            None
         }
+        found
     }
 
     fn protocol(&mut self, at: usize, field: &str, text: &str) -> Option<Protocol> {
@@ -449,12 +582,13 @@ impl Plan {
                 }
             }
             let nacl = match &zone.nacl {
+                Some(n) if n == DEFAULT_NACL => n.clone(),
                 None => {
                     c.problem(
                         Some(at),
                         format!("{field}.nacl"),
                         "(missing)",
-                        "every zone needs a NACL; name one from [[nacls]]",
+                        "every zone needs a NACL; name one from [[nacls]], or \"default\" for the VPC's default NACL",
                     );
                     String::new()
                 }
@@ -463,7 +597,7 @@ impl Plan {
                         Some(at),
                         format!("{field}.nacl"),
                         format!("{n:?}"),
-                        format!("no NACL of that name; known: {}", join(&nacl_names)),
+                        format!("no NACL of that name (nor \"default\"); known: {}", join(&nacl_names)),
                     );
                     n.clone()
                 }
@@ -479,6 +613,8 @@ impl Plan {
                     az_suffix: zone.az.clone(),
                     subnet_name: zone.subnet_name.clone(),
                     nacl,
+                    tier: zone.tier.clone(),
+                    isolated: zone.isolated,
                     tags: zone.tags.clone(),
                 });
             }
@@ -486,6 +622,89 @@ impl Plan {
         let zone_names: BTreeSet<&str> = spec.zones.iter().map(|z| z.get_ref().name.as_str()).collect();
         if spec.zones.is_empty() {
             c.problem(None, "zones", "[]", "a scenario needs at least one zone");
+        }
+
+        // Names that intents use must say one thing: zones, tiers, workloads, externals.
+        let mut namespace: BTreeMap<String, &str> = BTreeMap::from([("internet".to_string(), "the internet")]);
+        let mut claim = |c: &mut Checker<'_>, at: usize, field: String, name: &str, what: &'static str| {
+            if let Some(other) = namespace.insert(name.to_string(), what)
+                && !(other == "tier" && what == "tier")
+            {
+                c.problem(
+                    Some(at),
+                    field,
+                    format!("{name:?}"),
+                    format!("already the name of {other}; zones, tiers, workloads and externals need distinct names"),
+                );
+            }
+        };
+        for z in &spec.zones {
+            claim(&mut c, z.span().start, format!("zones[{}].name", z.get_ref().name), &z.get_ref().name, "a zone");
+        }
+        for z in &spec.zones {
+            if let Some(t) = &z.get_ref().tier {
+                claim(&mut c, z.span().start, format!("zones[{}].tier", z.get_ref().name), t, "tier");
+            }
+        }
+        for w in &spec.workloads {
+            let name = &w.get_ref().name;
+            claim(&mut c, w.span().start, format!("workloads[{name}].name"), name, "a workload");
+        }
+        for e in &spec.externals {
+            let name = &e.get_ref().name;
+            claim(&mut c, e.span().start, format!("externals[{name}].name"), name, "an external");
+        }
+
+        // NAT gateways: in a zone, names unique.
+        let mut nat_gateways = Vec::new();
+        for n in &spec.nat_gateways {
+            let (at, nat) = (n.span().start, n.get_ref());
+            let field = format!("nat_gateways[{}]", nat.name);
+            if nat_gateways.iter().any(|x: &PlannedNatGateway| x.name == nat.name) {
+                c.problem(Some(at), format!("{field}.name"), format!("{:?}", nat.name), "duplicate NAT gateway name");
+            }
+            c.known(Some(at), format!("{field}.zone"), &nat.zone, &zone_names, "zone");
+            if spec.internet_gateway.is_none() {
+                c.problem(
+                    Some(at),
+                    field.clone(),
+                    format!("{:?}", nat.name),
+                    "a NAT gateway reaches the internet only through an internet gateway; add [internet_gateway]",
+                );
+            }
+            nat_gateways.push(PlannedNatGateway {
+                name: nat.name.clone(),
+                zone: nat.zone.clone(),
+                tag_name: nat.tag_name.clone(),
+            });
+        }
+
+        // Externals.
+        let mut externals = Vec::new();
+        for e in &spec.externals {
+            let (at, ext) = (e.span().start, e.get_ref());
+            match ext.cidr.parse::<IpNet>() {
+                Ok(cidr) => {
+                    if let Some(vpc) = vpc_cidr
+                        && let IpNet::V4(v4) = cidr
+                        && (vpc.contains(&v4) || v4.contains(&vpc))
+                    {
+                        c.problem(
+                            Some(at),
+                            format!("externals[{}].cidr", ext.name),
+                            format!("{:?}", ext.cidr),
+                            format!("overlaps the VPC's {vpc}; an external lies outside the VPC"),
+                        );
+                    }
+                    externals.push(PlannedExternal { name: ext.name.clone(), cidr });
+                }
+                Err(_) => c.problem(
+                    Some(at),
+                    format!("externals[{}].cidr", ext.name),
+                    format!("{:?}", ext.cidr),
+                    "not a CIDR block (e.g. 203.0.113.0/24)",
+                ),
+            }
         }
 
         // NACLs: entries valid, rule numbers unique per direction.
@@ -534,20 +753,39 @@ impl Plan {
             let at = r.span().start;
             let rt = r.get_ref();
             for z in &rt.zones {
-                if !zone_names.contains(z.as_str()) {
-                    c.problem(
-                        Some(at),
-                        format!("route_tables[{}].zones", rt.name),
-                        format!("{z:?}"),
-                        format!("no zone of that name; known: {}", join(&zone_names)),
-                    );
-                }
+                c.known(Some(at), format!("route_tables[{}].zones", rt.name), z, &zone_names, "zone");
             }
             let mut routes = Vec::new();
             for (i, route) in rt.routes.iter().enumerate() {
                 let field = format!("route_tables[{}].routes[{i}]", rt.name);
                 let dest = c.ipv4(at, &format!("{field}.destination"), &route.destination);
                 let target = match route.target.as_str() {
+                    "nat-gateway" => match &route.nat_gateway {
+                        Some(n) => {
+                            let known: BTreeSet<&str> =
+                                spec.nat_gateways.iter().map(|x| x.get_ref().name.as_str()).collect();
+                            c.known(Some(at), format!("{field}.nat_gateway"), n, &known, "NAT gateway")
+                                .then(|| RouteTarget::NatGateway(n.clone()))
+                        }
+                        None => {
+                            c.problem(
+                                Some(at),
+                                format!("{field}.nat_gateway"),
+                                "(missing)",
+                                "a nat-gateway route names its NAT gateway from [[nat_gateways]]",
+                            );
+                            None
+                        }
+                    },
+                    _ if route.nat_gateway.is_some() => {
+                        c.problem(
+                            Some(at),
+                            format!("{field}.nat_gateway"),
+                            format!("{:?}", route.nat_gateway.as_deref().unwrap_or_default()),
+                            "only a nat-gateway route names a NAT gateway",
+                        );
+                        None
+                    }
                     "internet-gateway" if spec.internet_gateway.is_some() => Some(RouteTarget::InternetGateway),
                     "internet-gateway" => {
                         c.problem(
@@ -563,7 +801,7 @@ impl Plan {
                             Some(at),
                             format!("{field}.target"),
                             format!("{other:?}"),
-                            "unknown route target; use \"internet-gateway\"",
+                            "unknown route target; use \"internet-gateway\" or \"nat-gateway\"",
                         );
                         None
                     }
@@ -595,13 +833,39 @@ impl Plan {
                     "duplicate security group name",
                 );
             }
-            if !zone_names.contains(sg.zone.as_str()) {
+            let member_zones: Vec<String> = match (&sg.zone, sg.zones.is_empty()) {
+                (Some(z), true) => vec![z.clone()],
+                (None, _) => sg.zones.clone(),
+                (Some(z), false) => {
+                    c.problem(
+                        Some(g.span().start),
+                        format!("{field}.zone"),
+                        format!("{z:?}"),
+                        "give zone or zones, not both",
+                    );
+                    sg.zones.clone()
+                }
+            };
+            let in_workload = spec.workloads.iter().any(|w| w.get_ref().groups.contains(&sg.name));
+            if member_zones.is_empty() && !in_workload {
                 c.problem(
                     Some(g.span().start),
                     format!("{field}.zone"),
-                    format!("{:?}", sg.zone),
-                    format!("no zone of that name; known: {}", join(&zone_names)),
+                    "(missing)",
+                    "say where the group's members run: zone, zones, or a [[workloads]] entry that lists it",
                 );
+            }
+            for z in &member_zones {
+                if c.known(Some(g.span().start), format!("{field}.zone"), z, &zone_names, "zone")
+                    && spec.workloads.iter().any(|w| &w.get_ref().zone == z)
+                {
+                    c.problem(
+                        Some(g.span().start),
+                        format!("{field}.zone"),
+                        format!("{z:?}"),
+                        "that zone has [[workloads]]; list the group in the workload that uses it",
+                    );
+                }
             }
             let mut rules = Vec::new();
             for (direction, list) in [(Direction::Ingress, &sg.ingress), (Direction::Egress, &sg.egress)] {
@@ -616,12 +880,29 @@ impl Plan {
                 name: sg.name.clone(),
                 group_name: sg.group_name.clone(),
                 description: sg.description.clone(),
-                zone: sg.zone.clone(),
+                zones: member_zones,
                 tags: sg.tags.clone(),
                 rules,
                 keep_default_egress: sg.keep_default_egress,
             });
         }
+
+        // Workloads: in a zone, members of known groups.
+        let mut workloads = Vec::new();
+        for w in &spec.workloads {
+            let (at, wl) = (w.span().start, w.get_ref());
+            let field = format!("workloads[{}]", wl.name);
+            c.known(Some(at), format!("{field}.zone"), &wl.zone, &zone_names, "zone");
+            for g in &wl.groups {
+                c.known(Some(at), format!("{field}.groups"), g, &group_names, "security group");
+            }
+            workloads.push(PlannedWorkload { name: wl.name.clone(), zone: wl.zone.clone(), groups: wl.groups.clone() });
+        }
+        let flow_names = FlowNames::new(
+            &spec.zones.iter().map(|z| z.get_ref().clone()).collect::<Vec<_>>(),
+            &spec.workloads.iter().map(|w| w.get_ref().clone()).collect::<Vec<_>>(),
+            &spec.externals.iter().map(|e| e.get_ref().clone()).collect::<Vec<_>>(),
+        );
 
         let flow_log = spec.flow_log.as_ref().map(|f| {
             let at = f.span().start;
@@ -705,19 +986,22 @@ impl Plan {
             let at = f.span().start;
             let flow = f.get_ref();
             let field = format!("intent[{i}]");
-            let from = c.flow_end(at, &format!("{field}.from"), &flow.from, &zone_names);
-            let to = c.flow_end(at, &format!("{field}.to"), &flow.to, &zone_names);
+            let from = c.flow_end(at, &format!("{field}.from"), &flow.from, &flow_names);
+            let to = c.flow_end(at, &format!("{field}.to"), &flow.to, &flow_names);
             let protocol = c.protocol(at, &format!("{field}.protocol"), &flow.protocol);
             let ports = protocol.and_then(|p| c.ports(at, &format!("{field}.ports"), p, flow.ports.as_ref()));
             if let (Some(from), Some(to), Some(protocol), Some(ports)) = (from, to, protocol, ports) {
-                intent.push(IntendedFlow {
-                    from,
-                    to,
-                    protocol,
-                    ports,
-                    why: flow.why.clone(),
-                    blocked_by_design: flow.blocked_by_design.clone(),
-                });
+                // A tier (or a zone with workloads) stands for each of its endpoints.
+                for (a, b) in pairs(&from, &to) {
+                    intent.push(IntendedFlow {
+                        from: a,
+                        to: b,
+                        protocol,
+                        ports,
+                        why: flow.why.clone(),
+                        blocked_by_design: flow.blocked_by_design.clone(),
+                    });
+                }
             }
         }
 
@@ -726,8 +1010,8 @@ impl Plan {
             let at = o.span().start;
             let opening = o.get_ref();
             let field = format!("allowed_by_design[{i}]");
-            let from = c.flow_end(at, &format!("{field}.from"), &opening.from, &zone_names);
-            let to = c.flow_end(at, &format!("{field}.to"), &opening.to, &zone_names);
+            let from = c.flow_end(at, &format!("{field}.from"), &opening.from, &flow_names);
+            let to = c.flow_end(at, &format!("{field}.to"), &opening.to, &flow_names);
             let protocol = c.protocol(at, &format!("{field}.protocol"), &opening.protocol);
             let ports = match (protocol, &opening.ports) {
                 (Some(p), Some(PortsSpec::Text(t))) if p.has_ports() && t.contains(',') => {
@@ -751,7 +1035,15 @@ impl Plan {
                 c.problem(Some(at), format!("{field}.why"), "\"\"", "explain why the design lets this through");
             }
             if let (Some(from), Some(to), Some(protocol), Some(ports)) = (from, to, protocol, ports) {
-                allowed_by_design.push(Opening { from, to, protocol, ports, why: opening.why.clone() });
+                for (a, b) in pairs(&from, &to) {
+                    allowed_by_design.push(Opening {
+                        from: a,
+                        to: b,
+                        protocol,
+                        ports: ports.clone(),
+                        why: opening.why.clone(),
+                    });
+                }
             }
         }
         for (i, l) in spec.expected_lint.iter().enumerate() {
@@ -793,12 +1085,9 @@ impl Plan {
                 ("group", &check.group, &group_names),
             ] {
                 match value {
-                    Some(v) if !known.contains(v.as_str()) => c.problem(
-                        at,
-                        format!("{field}.{name}"),
-                        format!("{v:?}"),
-                        format!("no {name} of that name; known: {}", join(known)),
-                    ),
+                    Some(v) => {
+                        c.known(at, format!("{field}.{name}"), v, known, name);
+                    }
                     None if needs.contains(&name) => c.problem(
                         at,
                         format!("{field}.{name}"),
@@ -809,18 +1098,16 @@ impl Plan {
                 }
             }
             for r in &check.references {
-                if !group_names.contains(r.as_str()) {
-                    c.problem(
-                        at,
-                        format!("{field}.references"),
-                        format!("{r:?}"),
-                        format!("no security group of that name; known: {}", join(&group_names)),
-                    );
-                }
+                c.known(at, format!("{field}.references"), r, &group_names, "security group");
             }
             for t in &check.targets {
-                if t != "local" && t != "internet-gateway" {
-                    c.problem(at, format!("{field}.targets"), format!("{t:?}"), "local or internet-gateway");
+                if !["local", "internet-gateway", "nat-gateway"].contains(&t.as_str()) {
+                    c.problem(
+                        at,
+                        format!("{field}.targets"),
+                        format!("{t:?}"),
+                        "local, internet-gateway or nat-gateway",
+                    );
                 }
             }
         }
@@ -841,9 +1128,12 @@ impl Plan {
             },
             internet_gateway: spec.internet_gateway.as_ref().map(|i| i.name.clone()),
             zones,
+            nat_gateways,
             nacls,
             route_tables,
             security_groups,
+            workloads,
+            externals,
             flow_log,
             alarm,
             deviations: spec.deviations.clone(),
@@ -868,6 +1158,24 @@ impl Plan {
     /// The security group of a logical name.
     pub fn security_group(&self, name: &str) -> Option<&PlannedSecurityGroup> {
         self.security_groups.iter().find(|g| g.name == name)
+    }
+
+    /// The NAT gateway of a logical name.
+    pub fn nat_gateway(&self, name: &str) -> Option<&PlannedNatGateway> {
+        self.nat_gateways.iter().find(|n| n.name == name)
+    }
+
+    /// Where the members of a group run: its zones, and the zones of the workloads
+    /// that list it.
+    pub fn zones_of_group(&self, group: &str) -> Vec<&str> {
+        let mut zones: Vec<&str> =
+            self.security_group(group).map(|g| g.zones.iter().map(String::as_str).collect()).unwrap_or_default();
+        for w in self.workloads.iter().filter(|w| w.groups.iter().any(|g| g == group)) {
+            if !zones.contains(&w.zone.as_str()) {
+                zones.push(&w.zone);
+            }
+        }
+        zones
     }
 }
 
@@ -958,6 +1266,11 @@ fn sg_rule(
         }
     };
     Some(SgRule { direction, protocol: protocol?, ports: ports?, peer: peer? })
+}
+
+/// Every (from, to) pair of two expansions, a flow from an endpoint to itself excluded.
+fn pairs(from: &[FlowEnd], to: &[FlowEnd]) -> Vec<(FlowEnd, FlowEnd)> {
+    from.iter().flat_map(|a| to.iter().filter(move |b| *b != a).map(move |b| (a.clone(), b.clone()))).collect()
 }
 
 fn join(names: &BTreeSet<&str>) -> String {

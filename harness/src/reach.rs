@@ -4,29 +4,37 @@
 //! the plan's words; the semantics live in `microseg-reach` (`path` for one connection,
 //! `matrix` for every pair, `lint` for rules that do nothing).
 //!
-//! A zone is represented by one address inside its subnet, the internet by 203.0.113.10
-//! (TEST-NET-3).
+//! A zone (or each of its workloads) is represented by one address inside its subnet,
+//! the internet by 198.51.100.10 (TEST-NET-2), a named external by an address in its
+//! range.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
 use microseg_reach::lint::RuleLint;
 use microseg_reach::matrix::{self, CellVerdict, Matrix, Unintended};
-use microseg_reach::{Endpoint, Group, GroupPeer, GroupRule, Intent, Nacl, Network, ProtocolClass};
+use microseg_reach::{
+    Endpoint, Group, GroupPeer, GroupRule, Intent, InternetRoute, Nacl, NatHop, Network, ProtocolClass,
+};
 use serde::Serialize;
 
 use crate::bindings::Bindings;
 use crate::model::{DEFAULT_DENY_RULE_NUMBER, Direction, NaclEntry, Peer, PortRange, Protocol, RuleAction};
 use crate::observe::{
-    NaclAssociation, Observed, ObservedInternetGateway, ObservedNacl, ObservedRoute, ObservedRouteTable,
-    ObservedSecurityGroup, ObservedSubnet, ObservedVpc,
+    NaclAssociation, Observed, ObservedInternetGateway, ObservedNacl, ObservedNatGateway, ObservedRoute,
+    ObservedRouteTable, ObservedSecurityGroup, ObservedSubnet, ObservedVpc,
 };
-use crate::plan::{FlowEnd, IntendedFlow, Plan, RouteTarget};
+use crate::plan::{FlowEnd, IntendedFlow, Plan, PlannedWorkload, RouteTarget};
 
 /// The address that stands for "the internet".
-pub const INTERNET: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+pub const INTERNET: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
+
+/// Whether a route's destination covers the internet's addresses (`0.0.0.0/0` does).
+pub fn covers_internet(r: &ObservedRoute) -> bool {
+    r.destination.parse::<IpNet>().is_ok_and(|d| d.contains(&IpAddr::V4(INTERNET)))
+}
 
 /// The verdict on one intended flow.
 #[derive(Debug, Clone, Serialize)]
@@ -39,10 +47,11 @@ pub struct FlowVerdict {
     pub blocked_by: Vec<String>,
 }
 
-/// An address inside a subnet (its tenth host), standing for the zone's workloads.
-fn host_in(net: IpNet) -> IpAddr {
+/// An address inside a subnet (its tenth host, then the next ones for further
+/// workloads), standing for the zone's workloads.
+fn host_in(net: IpNet, nth: u32) -> IpAddr {
     match net {
-        IpNet::V4(n) => IpAddr::V4(Ipv4Addr::from(u32::from(n.network()).saturating_add(10))),
+        IpNet::V4(n) => IpAddr::V4(Ipv4Addr::from(u32::from(n.network()).saturating_add(10 + nth))),
         IpNet::V6(n) => IpAddr::V6(n.network()),
     }
 }
@@ -98,50 +107,93 @@ pub fn deployment(plan: &Plan, observed: &Observed, b: &Bindings, ephemeral: Por
         .collect();
 
     let vpc = observed.vpc.as_ref().map(|v| v.id.as_str()).unwrap_or_default();
-    let internet_route = |t: &ObservedRouteTable| {
-        t.routes.iter().find_map(|r| {
-            let to_internet = r.destination.parse::<IpNet>().is_ok_and(|d| d.contains(&IpAddr::V4(INTERNET)));
-            let gateway_attached = observed
-                .internet_gateways
-                .iter()
-                .any(|g| g.id == r.target && g.attached_vpc_ids.iter().any(|v| v == vpc));
-            (to_internet && gateway_attached).then(|| format!("{} → {}", r.destination, r.target))
+    let subnet_index = |id: &str| observed.subnets.iter().position(|s| s.id == id);
+    let nacl_index =
+        |subnet: &str| observed.nacl_of_subnet(subnet).and_then(|n| observed.nacls.iter().position(|x| x.id == n.id));
+    // The route that carries the internet's address: the longest matching prefix.
+    let internet_hop = |t: &ObservedRouteTable| -> Option<(String, String)> {
+        t.routes
+            .iter()
+            .filter_map(|r| r.destination.parse::<IpNet>().ok().map(|d| (d, r)))
+            .filter(|(d, _)| d.contains(&IpAddr::V4(INTERNET)))
+            .max_by_key(|(d, _)| d.prefix_len())
+            .map(|(_, r)| (format!("{} → {}", r.destination, r.target), r.target.clone()))
+    };
+    let gateway_route =
+        |t: &ObservedRouteTable| internet_hop(t).filter(|(_, target)| observed.internet_gateway_attached(target, vpc));
+    let internet_route = |t: &ObservedRouteTable| -> Option<InternetRoute> {
+        let (route, target) = internet_hop(t)?;
+        if observed.internet_gateway_attached(&target, vpc) {
+            return Some(InternetRoute::Gateway { route });
+        }
+        let nat = observed.nat_gateway(&target)?;
+        let name = b.nat_gateways.iter().find(|(_, id)| **id == nat.id).map_or(nat.id.as_str(), |(n, _)| n.as_str());
+        let mut problems = Vec::new();
+        if nat.state != "available" {
+            problems.push(format!("NAT gateway {name} is {}, not available", nat.state));
+        }
+        if nat.connectivity != "public" {
+            problems.push(format!("NAT gateway {name} is {}: it does not reach the internet", nat.connectivity));
+        }
+        let addr = observed.subnet(&nat.subnet_id).map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |s| {
+            nat.private_ip.as_deref().and_then(|ip| ip.parse().ok()).unwrap_or_else(|| host_in(s.cidr, 0))
+        });
+        Some(InternetRoute::Nat {
+            route,
+            nat: NatHop {
+                name: name.to_string(),
+                addr,
+                subnet: subnet_index(&nat.subnet_id),
+                nacl: nacl_index(&nat.subnet_id),
+                upstream: observed.route_table_of_subnet(&nat.subnet_id).and_then(gateway_route).map(|(r, _)| r),
+                problems,
+            },
         })
     };
+    let group_ids = |names: &mut dyn Iterator<Item = &String>| -> BTreeSet<usize> {
+        names.filter_map(|g| b.security_groups.get(g)).filter_map(|id| group_index.get(id.as_str()).copied()).collect()
+    };
     let mut endpoints = vec![Endpoint::internet(IpAddr::V4(INTERNET))];
+    endpoints.extend(plan.externals.iter().map(|e| Endpoint::external(e.name.clone(), host_in(e.cidr, 0))));
     for z in &plan.zones {
         let subnet = b.zones.get(&z.name).and_then(|id| observed.subnet(id));
-        let groups = plan
-            .security_groups
-            .iter()
-            .filter(|g| g.zone == z.name)
-            .filter_map(|g| b.security_groups.get(&g.name))
-            .filter_map(|id| group_index.get(id.as_str()).copied())
-            .collect();
-        endpoints.push(match subnet {
-            Some(s) => Endpoint {
-                name: z.name.clone(),
-                addr: host_in(s.cidr),
-                internet: false,
-                nacl: observed.nacl_of_subnet(&s.id).and_then(|n| observed.nacls.iter().position(|x| x.id == n.id)),
-                groups,
-                internet_route: observed.route_table_of_subnet(&s.id).and_then(internet_route),
-                problems: vec![],
-            },
-            None => Endpoint {
-                name: z.name.clone(),
-                addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                internet: false,
-                nacl: None,
-                groups,
-                internet_route: None,
-                problems: vec![format!("zone {}: no subnet found in the deployment", z.name)],
-            },
-        });
+        let workloads: Vec<&PlannedWorkload> = plan.workloads.iter().filter(|w| w.zone == z.name).collect();
+        // A zone with workloads stands for each of them; otherwise for its own members.
+        let members: Vec<(String, BTreeSet<usize>)> = if workloads.is_empty() {
+            let groups =
+                group_ids(&mut plan.security_groups.iter().filter(|g| g.zones.contains(&z.name)).map(|g| &g.name));
+            vec![(z.name.clone(), groups)]
+        } else {
+            workloads.iter().map(|w| (w.name.clone(), group_ids(&mut w.groups.iter()))).collect()
+        };
+        for (nth, (name, groups)) in members.into_iter().enumerate() {
+            endpoints.push(match subnet {
+                Some(s) => Endpoint {
+                    name,
+                    addr: host_in(s.cidr, nth as u32),
+                    internet: false,
+                    subnet: subnet_index(&s.id),
+                    nacl: nacl_index(&s.id),
+                    groups,
+                    internet_route: observed.route_table_of_subnet(&s.id).and_then(internet_route),
+                    problems: vec![],
+                },
+                None => Endpoint {
+                    name,
+                    addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                    internet: false,
+                    subnet: None,
+                    nacl: None,
+                    groups,
+                    internet_route: None,
+                    problems: vec![format!("zone {}: no subnet found in the deployment", z.name)],
+                },
+            });
+        }
     }
     let network = Network { nacls, groups, endpoints, ephemeral };
     let index =
-        |e: &FlowEnd| network.endpoint(&e.to_string()).expect("every flow end is a planned zone or the internet");
+        |e: &FlowEnd| network.endpoint(&e.to_string()).expect("every flow end is a planned endpoint or the internet");
     let intents = plan
         .intent
         .iter()
@@ -256,6 +308,39 @@ pub fn designed(plan: &Plan) -> (Observed, Bindings) {
         o.nacls.push(ObservedNacl { id: id.clone(), is_default: false, entries, associations, tags: n.tags.clone() });
         b.nacls.insert(n.name.clone(), id);
     }
+    // AWS's default NACL: allow everything both ways at #100, then the `*` deny.
+    let on_default: Vec<NaclAssociation> = plan
+        .zones
+        .iter()
+        .filter(|z| z.on_default_nacl())
+        .map(|z| NaclAssociation { id: format!("aclassoc-{}", z.name), subnet_id: format!("subnet-{}", z.name) })
+        .collect();
+    let mut default_entries: Vec<NaclEntry> = Direction::BOTH
+        .map(|d| NaclEntry { rule_number: 100, action: RuleAction::Allow, ..deny_all(d) })
+        .into_iter()
+        .collect();
+    default_entries.extend(Direction::BOTH.map(deny_all));
+    o.nacls.push(ObservedNacl {
+        id: "acl-default".into(),
+        is_default: true,
+        entries: default_entries,
+        associations: on_default,
+        tags: Default::default(),
+    });
+    for n in &plan.nat_gateways {
+        let id = format!("nat-{}", n.name);
+        o.nat_gateways.push(ObservedNatGateway {
+            id: id.clone(),
+            subnet_id: format!("subnet-{}", n.zone),
+            state: "available".into(),
+            connectivity: "public".into(),
+            allocation_ids: vec![format!("eipalloc-{}", n.name)],
+            private_ip: None,
+            tags: Default::default(),
+        });
+        b.nat_gateways.insert(n.name.clone(), id);
+        b.elastic_ips.insert(n.name.clone(), format!("eipalloc-{}", n.name));
+    }
     for g in &plan.security_groups {
         b.security_groups.insert(g.name.clone(), format!("sg-{}", g.name));
     }
@@ -301,6 +386,7 @@ pub fn designed(plan: &Plan) -> (Observed, Bindings) {
             destination: d.to_string(),
             target: match target {
                 RouteTarget::InternetGateway => "igw-designed".into(),
+                RouteTarget::NatGateway(n) => format!("nat-{n}"),
             },
             state: Some("active".into()),
         }));
@@ -466,7 +552,7 @@ mod tests {
         assert!(
             x.blocked_by
                 .iter()
-                .any(|b| b == "database NACL ingress: no entry matches tcp/1024 from 203.0.113.10, default deny"),
+                .any(|b| b == "database NACL ingress: no entry matches tcp/1024 from 198.51.100.10, default deny"),
             "{:?}",
             x.blocked_by
         );

@@ -366,8 +366,9 @@ async fn build_and_check(
     let observed = observe::read_live(clients, &vpc).await.map_err(|e| e.to_string())?;
     report.phases.push(clock.stop(clients));
     let clock = PhaseClock::start("checks", clients);
-    report.checks = checks::run_checks(plan, &observed, &bindings, caps);
-    report.reachability = Some(crate::reach::analyse(plan, &observed, &bindings, checks::EPHEMERAL));
+    let (results, reachability) = checks::run_checks_with_reachability(plan, &observed, &bindings, caps);
+    report.checks = results;
+    report.reachability = Some(reachability);
     report.phases.push(clock.stop(clients));
     report.observed = Some(observed);
     Ok(())

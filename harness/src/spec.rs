@@ -17,6 +17,10 @@ use toml::Spanned;
 pub const BUILTIN_SCENARIOS: &[(&str, &str)] = &[
     ("recipe", include_str!("../../scenarios/recipe.toml")),
     ("recipe-hardened", include_str!("../../scenarios/recipe-hardened.toml")),
+    ("three-tier", include_str!("../../scenarios/three-tier.toml")),
+    ("three-tier-hardened", include_str!("../../scenarios/three-tier-hardened.toml")),
+    ("microservices", include_str!("../../scenarios/microservices.toml")),
+    ("microservices-hardened", include_str!("../../scenarios/microservices-hardened.toml")),
 ];
 
 /// A whole scenario spec.
@@ -33,6 +37,9 @@ pub struct Spec {
     /// Zones, one subnet each, in file order.
     #[serde(default)]
     pub zones: Vec<Spanned<ZoneSpec>>,
+    /// NAT gateways, each with an Elastic IP, in a zone's subnet.
+    #[serde(default)]
+    pub nat_gateways: Vec<Spanned<NatGatewaySpec>>,
     /// Custom network ACLs.
     #[serde(default)]
     pub nacls: Vec<Spanned<NaclSpec>>,
@@ -42,6 +49,13 @@ pub struct Spec {
     /// Security groups.
     #[serde(default)]
     pub security_groups: Vec<Spanned<SecurityGroupSpec>>,
+    /// Workloads: kinds of instances that share a subnet but not their groups (an ALB
+    /// and a bastion in one DMZ, say). A zone with workloads is evaluated per workload.
+    #[serde(default)]
+    pub workloads: Vec<Spanned<WorkloadSpec>>,
+    /// Named places outside the VPC (an office's range) that intents can name.
+    #[serde(default)]
+    pub externals: Vec<Spanned<ExternalSpec>>,
     /// VPC flow log to CloudWatch Logs.
     #[serde(default)]
     pub flow_log: Option<Spanned<FlowLogSpec>>,
@@ -220,11 +234,54 @@ pub struct ZoneSpec {
     pub az: String,
     /// The subnet's `Name` tag.
     pub subnet_name: String,
-    /// Logical name of the NACL the subnet is associated with.
+    /// Logical name of the NACL the subnet is associated with, or `default` to leave it
+    /// on the VPC's default NACL.
     pub nacl: Option<String>,
+    /// The tier the zone belongs to (`web`, `database`): intents and openings may name a
+    /// tier for all of its zones.
+    #[serde(default)]
+    pub tier: Option<String>,
+    /// The zone must have no route to or from the internet (no internet or NAT gateway
+    /// route): checked on the deployment.
+    #[serde(default)]
+    pub isolated: bool,
     /// Extra tags on the subnet.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+}
+
+/// A NAT gateway and its Elastic IP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatGatewaySpec {
+    /// Logical name, used by routes.
+    pub name: String,
+    /// The zone whose subnet holds it (a public one).
+    pub zone: String,
+    /// `Name` tag of the gateway and (with `-eip`) of its address.
+    pub tag_name: String,
+}
+
+/// A kind of instance: where it runs and which groups it is a member of.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadSpec {
+    /// Name, used by intents.
+    pub name: String,
+    /// The zone whose subnet it runs in.
+    pub zone: String,
+    /// Its security groups, by logical name.
+    pub groups: Vec<String>,
+}
+
+/// A named place outside the VPC.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalSpec {
+    /// Name, used by intents.
+    pub name: String,
+    /// Its address range.
+    pub cidr: String,
 }
 
 fn default_az() -> String {
@@ -307,8 +364,11 @@ pub struct RouteTableSpec {
 pub struct RouteSpec {
     /// Destination CIDR.
     pub destination: String,
-    /// `internet-gateway`.
+    /// `internet-gateway` or `nat-gateway`.
     pub target: String,
+    /// The NAT gateway's logical name, for `nat-gateway` targets.
+    #[serde(default)]
+    pub nat_gateway: Option<String>,
 }
 
 /// A security group and its rules.
@@ -322,7 +382,12 @@ pub struct SecurityGroupSpec {
     /// Description.
     pub description: String,
     /// Zone whose workloads are members of this group.
-    pub zone: String,
+    #[serde(default)]
+    pub zone: Option<String>,
+    /// Zones whose workloads are members of this group (instead of `zone`). A group
+    /// that [[workloads]] list needs neither.
+    #[serde(default)]
+    pub zones: Vec<String>,
     /// Extra tags.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
@@ -513,6 +578,66 @@ mod tests {
     fn every_builtin_scenario_parses() {
         for (name, _) in BUILTIN_SCENARIOS {
             load(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    /// The keys a table accepts, as the loader says when it meets one it does not.
+    fn accepted_keys(toml_with_unknown_key: &str) -> Vec<String> {
+        let err = parse(SpecSource { path: "k.toml".into(), text: toml_with_unknown_key.into() }).unwrap_err();
+        let msg = err.to_string();
+        let listed = msg.split("expected one of ").nth(1).or_else(|| msg.split("expected ").nth(1));
+        let listed = listed.unwrap_or_else(|| panic!("no key list in: {msg}"));
+        // "`a`, `b`" or "`a` or `b`" or "`a`": the quoted words.
+        let line = listed.lines().next().unwrap_or_default();
+        line.split('`').skip(1).step_by(2).map(str::to_string).collect()
+    }
+
+    /// docs/SPEC.md lists every key of every table the loader accepts: adding a field
+    /// without documenting it fails here.
+    #[test]
+    fn the_spec_reference_lists_every_key_the_loader_accepts() {
+        let doc = include_str!("../../docs/SPEC.md");
+        let section = |heading: &str| -> &str {
+            let start = doc.find(&format!("### {heading}\n")).unwrap_or_else(|| panic!("no section {heading}"));
+            let rest = &doc[start + 4..];
+            &rest[..rest.find("\n### ").unwrap_or(rest.len())]
+        };
+        let tables: [(&str, &str); 22] = [
+            ("Top level", "zzz = 1\n"),
+            ("`[scenario]`", "[scenario]\nzzz = 1\n"),
+            ("`[vpc]`", "[vpc]\nzzz = 1\n"),
+            ("`[internet_gateway]`", "[internet_gateway]\nzzz = 1\n"),
+            ("`[[zones]]`", "[[zones]]\nzzz = 1\n"),
+            ("`[[nat_gateways]]`", "[[nat_gateways]]\nzzz = 1\n"),
+            ("`[[nacls]]`", "[[nacls]]\nzzz = 1\n"),
+            ("NACL entry (in `ingress` and `egress`)", "[[nacls]]\ningress = [{ zzz = 1 }]\n"),
+            ("`[[route_tables]]`", "[[route_tables]]\nzzz = 1\n"),
+            ("Route (in `routes`)", "[[route_tables]]\nroutes = [{ zzz = 1 }]\n"),
+            ("`[[security_groups]]`", "[[security_groups]]\nzzz = 1\n"),
+            ("Group rule (in `ingress` and `egress`)", "[[security_groups]]\negress = [{ zzz = 1 }]\n"),
+            ("`[[workloads]]`", "[[workloads]]\nzzz = 1\n"),
+            ("`[[externals]]`", "[[externals]]\nzzz = 1\n"),
+            ("`[flow_log]`", "[flow_log]\nzzz = 1\n"),
+            ("`[alarm]`", "[alarm]\nzzz = 1\n"),
+            ("`[[deviations]]`", "[[deviations]]\nzzz = 1\n"),
+            ("`[[intent]]`", "[[intent]]\nzzz = 1\n"),
+            ("`[[allowed_by_design]]`", "[[allowed_by_design]]\nzzz = 1\n"),
+            ("`[[expected_lint]]`", "[[expected_lint]]\nzzz = 1\n"),
+            ("`[[expected_findings]]`", "[[expected_findings]]\nzzz = 1\n"),
+            ("`[[source_checks]]`", "[[source_checks]]\nzzz = 1\n"),
+        ];
+        for (heading, toml) in tables {
+            let keys = accepted_keys(toml);
+            assert!(!keys.is_empty(), "{heading}: {keys:?}");
+            let text = section(heading);
+            for key in &keys {
+                assert!(text.contains(&format!("| `{key}` |")), "docs/SPEC.md, {heading}: key `{key}` is not listed");
+            }
+            // And nothing listed that the loader would refuse.
+            for line in text.lines().filter(|l| l.starts_with("| `")) {
+                let listed = line.split('`').nth(1).unwrap_or_default();
+                assert!(keys.iter().any(|k| k == listed), "docs/SPEC.md, {heading}: `{listed}` is not a key");
+            }
         }
     }
 

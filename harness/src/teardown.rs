@@ -1,8 +1,9 @@
 //! Teardown: delete what the inventory lists, in dependency order, and keep going.
 //!
 //! Order: flow log, alarm and metric filter, log group, role (policies first), group
-//! references revoked, groups, subnets re-associated with the default NACL, NACLs, route
-//! tables (disassociated), subnets, IGW (detached), VPC. "Not found" counts as done;
+//! references revoked, groups, NAT gateways (waited out), Elastic IPs, subnets, NACLs
+//! (subnets re-associated with the default NACL first), route tables (disassociated),
+//! IGW (detached), VPC. "Not found" counts as done;
 //! `DependencyViolation` is retried with bounded backoff. Every resource gets an outcome,
 //! and nothing outside the inventory (that is, without the run's tag) is touched.
 
@@ -298,12 +299,50 @@ async fn delete_once(clients: &Clients, item: &Item) -> (Result<(), AwsError>, u
             ec2.delete_network_acl().network_acl_id(id).send().await.map(|_| ()).map_err(aws_err("DeleteNetworkAcl")),
             1,
         ),
+        ResourceKind::NatGateway => delete_nat_gateway(clients, id).await,
+        ResourceKind::ElasticIp => {
+            (ec2.release_address().allocation_id(id).send().await.map(|_| ()).map_err(aws_err("ReleaseAddress")), 1)
+        }
         ResourceKind::RouteTable => delete_route_table(clients, id).await,
         ResourceKind::Subnet => {
             (ec2.delete_subnet().subnet_id(id).send().await.map(|_| ()).map_err(aws_err("DeleteSubnet")), 1)
         }
         ResourceKind::InternetGateway => delete_igw(clients, id).await,
         ResourceKind::Vpc => (ec2.delete_vpc().vpc_id(id).send().await.map(|_| ()).map_err(aws_err("DeleteVpc")), 1),
+    }
+}
+
+/// Deletes a NAT gateway and waits until it is gone: AWS takes up to a few minutes, and
+/// until then its Elastic IP cannot be released nor its subnet deleted. The wait is
+/// bounded (10 minutes); polls start at 250 ms and grow to 10 s.
+async fn delete_nat_gateway(clients: &Clients, id: &str) -> (Result<(), AwsError>, usize) {
+    let ec2 = &clients.ec2;
+    if let Err(e) = ec2.delete_nat_gateway().nat_gateway_id(id).send().await.map_err(aws_err("DeleteNatGateway")) {
+        return (Err(e), 1);
+    }
+    let mut calls = 1;
+    let mut patience = crate::aws::Patience::new(Duration::from_secs(600), Duration::from_secs(10));
+    loop {
+        calls += 1;
+        let state = match crate::aws::nat_gateway_state(ec2, id).await {
+            Ok(state) => state,
+            Err(e) => return (Err(e), calls),
+        };
+        match state.as_deref() {
+            None | Some("deleted") => return (Ok(()), calls),
+            Some("failed") => return (Ok(()), calls),
+            Some(other) if patience.expired() => {
+                return (
+                    Err(AwsError {
+                        operation: "DeleteNatGateway",
+                        code: Some("Timeout".into()),
+                        message: format!("still {other} after 10 minutes"),
+                    }),
+                    calls,
+                );
+            }
+            Some(_) => patience.pause().await,
+        }
     }
 }
 

@@ -93,7 +93,7 @@ pub fn topology(plan: &Plan, observed: &Observed, b: &Bindings) -> Topology {
                 groups: plan
                     .security_groups
                     .iter()
-                    .filter(|g| g.zone == z.name)
+                    .filter(|g| plan.zones_of_group(&g.name).contains(&z.name.as_str()))
                     .filter_map(|g| {
                         let id = b.security_groups.get(&g.name)?;
                         let observed = observed.security_group(id)?;

@@ -131,8 +131,9 @@ pub fn validate(
             note: String::new(),
         });
     } else {
-        checks = checks::run_checks(plan, observed, &bindings, caps);
-        reachability = Some(crate::reach::analyse(plan, observed, &bindings, checks::EPHEMERAL));
+        let (results, r) = checks::run_checks_with_reachability(plan, observed, &bindings, caps);
+        checks = results;
+        reachability = Some(r);
     }
     ValidateReport {
         scenario: plan.scenario.clone(),

@@ -17,5 +17,5 @@ pub mod ports;
 pub mod synthetic;
 
 pub use matrix::{Analysis, Intent, analyse};
-pub use network::{Endpoint, Group, GroupPeer, GroupRule, Nacl, Network, ProtocolClass};
+pub use network::{Endpoint, Group, GroupPeer, GroupRule, InternetRoute, Nacl, NatHop, Network, ProtocolClass};
 pub use ports::PortSet;

@@ -138,21 +138,76 @@ pub struct Group {
     pub rules: Vec<GroupRule>,
 }
 
-/// Something that sends or receives: a zone's workloads, or the internet.
+/// How an endpoint's subnet reaches the internet, read from its route table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InternetRoute {
+    /// A route to an attached internet gateway: connections both ways.
+    Gateway {
+        /// The route, in words (`0.0.0.0/0 → igw-123`).
+        route: String,
+    },
+    /// A route to a NAT gateway: outbound connections only. On their way out and back
+    /// the packets also cross the NAT's own subnet, whose NACL filters them, and leave
+    /// through that subnet's route to an internet gateway.
+    Nat {
+        /// The route, in words (`0.0.0.0/0 → nat-123`).
+        route: String,
+        /// The NAT gateway.
+        nat: NatHop,
+    },
+}
+
+impl InternetRoute {
+    /// The route, in words.
+    pub fn route(&self) -> &str {
+        match self {
+            InternetRoute::Gateway { route } | InternetRoute::Nat { route, .. } => route,
+        }
+    }
+}
+
+/// A NAT gateway as a hop on the way to the internet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatHop {
+    /// Name used in explanations.
+    pub name: String,
+    /// Its private address, in its subnet.
+    pub addr: IpAddr,
+    /// Its subnet (see [`Endpoint::subnet`]).
+    pub subnet: Option<usize>,
+    /// The NACL of its subnet, an index into [`Network::nacls`].
+    pub nacl: Option<usize>,
+    /// Its subnet's route to an attached internet gateway, in words; `None` when that
+    /// subnet has none (then nothing gets out), or when the NAT is not available.
+    pub upstream: Option<String>,
+    /// Why the NAT cannot carry traffic (not available, say), if it cannot.
+    pub problems: Vec<String>,
+}
+
+/// Ports a NAT gateway translates source ports to; replies from the internet come back
+/// to these (AWS: "the NAT gateway uses ports 1024–65535").
+pub const NAT_PORTS: PortRange = PortRange { from: 1024, to: 65535 };
+
+/// Something that sends or receives: a zone's workloads, a named workload, the internet
+/// or a named place on it (an office range, say).
 #[derive(Debug, Clone)]
 pub struct Endpoint {
     /// Name (`web`, `internet`).
     pub name: String,
     /// The address that stands for it.
     pub addr: IpAddr,
-    /// Whether this is the internet (outside the VPC, filtered by nothing of ours).
+    /// Whether this is outside the VPC, filtered by nothing of ours.
     pub internet: bool,
+    /// Its subnet, as an opaque number: two endpoints in one subnet talk without
+    /// crossing a NACL. `None` for the internet.
+    pub subnet: Option<usize>,
     /// The NACL of its subnet, an index into [`Network::nacls`].
     pub nacl: Option<usize>,
     /// The groups its workloads are members of, indices into [`Network::groups`].
     pub groups: BTreeSet<usize>,
-    /// How it reaches the internet (`0.0.0.0/0 → igw-123`), if its route table does.
-    pub internet_route: Option<String>,
+    /// How it reaches the internet, if its route table sends the internet's address to
+    /// an attached gateway.
+    pub internet_route: Option<InternetRoute>,
     /// Why it cannot be evaluated (its subnet is missing, say); every flow to or from it
     /// is then blocked with these reasons.
     pub problems: Vec<String>,
@@ -161,15 +216,26 @@ pub struct Endpoint {
 impl Endpoint {
     /// The internet, standing at `addr`.
     pub fn internet(addr: IpAddr) -> Endpoint {
+        Endpoint::external("internet", addr)
+    }
+
+    /// A named place outside the VPC (an office's range), standing at `addr`.
+    pub fn external(name: impl Into<String>, addr: IpAddr) -> Endpoint {
         Endpoint {
-            name: "internet".into(),
+            name: name.into(),
             addr,
             internet: true,
+            subnet: None,
             nacl: None,
             groups: BTreeSet::new(),
             internet_route: None,
             problems: vec![],
         }
+    }
+
+    /// Whether two endpoints share a subnet (so no NACL lies between them).
+    pub fn same_subnet(&self, other: &Endpoint) -> bool {
+        self.subnet.is_some() && self.subnet == other.subnet
     }
 }
 

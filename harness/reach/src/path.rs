@@ -10,8 +10,14 @@
 //! - Security groups are stateful and allow-only: the request needs an egress rule of one
 //!   of the client's groups and an ingress rule of one of the server's groups; replies
 //!   pass by connection tracking. A group peer matches the members of that group.
+//! - Two endpoints in one subnet cross no NACL (NACLs filter at the subnet boundary).
 //! - Within the VPC the local route always applies; a flow to or from the internet needs
 //!   the zone's route table to send the internet's address to an attached gateway.
+//! - A route to a NAT gateway carries outbound connections only. The packets cross the
+//!   NAT's subnet twice: its NACL must admit the request from the client and let it out
+//!   to the internet, admit the reply to the NAT's translated port (1024-65535) and let
+//!   it out to the client's ephemeral port; the NAT's subnet must route to an attached
+//!   internet gateway. The internet cannot open a connection through a NAT.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -19,7 +25,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use crate::model::{DEFAULT_DENY_RULE_NUMBER, Direction, NaclEntry, PortRange, RuleAction};
-use crate::network::{Endpoint, GroupPeer, GroupRule, Nacl, Network, ProtocolClass};
+use crate::network::{Endpoint, GroupPeer, GroupRule, InternetRoute, NAT_PORTS, Nacl, Network, ProtocolClass};
 use crate::ports::PortSet;
 
 /// The ports of `class` a NACL lets through in one direction for one peer address.
@@ -91,22 +97,49 @@ pub fn allowed_ports(net: &Network, client: usize, server: usize, class: Protoco
     if !c.problems.is_empty() || !s.problems.is_empty() || c.internet == s.internet && c.internet {
         return PortSet::empty();
     }
-    if (c.internet && s.internet_route.is_none()) || (s.internet && c.internet_route.is_none()) {
+    // The internet opens connections only through an internet gateway.
+    if c.internet && !matches!(s.internet_route, Some(InternetRoute::Gateway { .. })) {
+        return PortSet::empty();
+    }
+    if s.internet && c.internet_route.is_none() {
         return PortSet::empty();
     }
     let reply = reply_ports(net, class);
-    let reply_ok = |n: Option<usize>, dir, peer: IpAddr| {
-        n.is_none_or(|n| nacl_ports(&net.nacls[n], dir, class, peer).contains_range(reply))
+    let crosses = !c.same_subnet(s);
+    let reply_ok = |n: Option<usize>, dir, peer: IpAddr, ports: PortRange| {
+        n.is_none_or(|n| nacl_ports(&net.nacls[n], dir, class, peer).contains_range(ports))
     };
-    if !reply_ok(s.nacl, Direction::Egress, c.addr) || !reply_ok(c.nacl, Direction::Ingress, s.addr) {
+    if crosses
+        && (!reply_ok(s.nacl, Direction::Egress, c.addr, reply) || !reply_ok(c.nacl, Direction::Ingress, s.addr, reply))
+    {
         return PortSet::empty();
     }
     let mut ports = PortSet::full();
-    if let Some(n) = c.nacl {
-        ports = ports.intersect(&nacl_ports(&net.nacls[n], Direction::Egress, class, s.addr));
+    if crosses {
+        if let Some(n) = c.nacl {
+            ports = ports.intersect(&nacl_ports(&net.nacls[n], Direction::Egress, class, s.addr));
+        }
+        if let Some(n) = s.nacl {
+            ports = ports.intersect(&nacl_ports(&net.nacls[n], Direction::Ingress, class, c.addr));
+        }
     }
-    if let Some(n) = s.nacl {
-        ports = ports.intersect(&nacl_ports(&net.nacls[n], Direction::Ingress, class, c.addr));
+    if let (true, Some(InternetRoute::Nat { nat, .. })) = (s.internet, &c.internet_route) {
+        if !nat.problems.is_empty() || nat.upstream.is_none() {
+            return PortSet::empty();
+        }
+        let nat_reply = if class.has_ports() { NAT_PORTS } else { PortRange::ALL };
+        let via_nat_subnet = nat.subnet.is_none() || nat.subnet != c.subnet;
+        if !reply_ok(nat.nacl, Direction::Ingress, s.addr, nat_reply)
+            || via_nat_subnet && !reply_ok(nat.nacl, Direction::Egress, c.addr, reply)
+        {
+            return PortSet::empty();
+        }
+        if let Some(n) = nat.nacl {
+            if via_nat_subnet {
+                ports = ports.intersect(&nacl_ports(&net.nacls[n], Direction::Ingress, class, c.addr));
+            }
+            ports = ports.intersect(&nacl_ports(&net.nacls[n], Direction::Egress, class, s.addr));
+        }
     }
     if !c.internet {
         ports = ports.intersect(&group_ports(net, c, Direction::Egress, class, s));
@@ -215,22 +248,24 @@ fn group_step(net: &Network, me: &Endpoint, dir: Direction, class: ProtocolClass
 
 /// Every component's say on a connection from `client` to `server` on `port` (ignored
 /// for portless classes), in the order a packet meets them: request, reply, groups,
-/// routes.
+/// routes (and the NAT gateway's subnet, when the way out is through one).
 pub fn trace(net: &Network, client: usize, server: usize, class: ProtocolClass, port: u16) -> Vec<Step> {
     let (c, s) = (&net.endpoints[client], &net.endpoints[server]);
     let mut steps: Vec<Step> =
         c.problems.iter().chain(&s.problems).map(|p| Step { passes: false, text: p.clone() }).collect();
     let request = if class.has_ports() { PortRange::single(port) } else { PortRange::ALL };
     let reply = reply_ports(net, class);
-    if let Some(n) = c.nacl {
-        steps.push(nacl_step(&c.name, &net.nacls[n], Direction::Egress, class, s.addr, request));
-    }
-    if let Some(n) = s.nacl {
-        steps.push(nacl_step(&s.name, &net.nacls[n], Direction::Ingress, class, c.addr, request));
-        steps.push(nacl_step(&s.name, &net.nacls[n], Direction::Egress, class, c.addr, reply));
-    }
-    if let Some(n) = c.nacl {
-        steps.push(nacl_step(&c.name, &net.nacls[n], Direction::Ingress, class, s.addr, reply));
+    if !c.same_subnet(s) {
+        if let Some(n) = c.nacl {
+            steps.push(nacl_step(&c.name, &net.nacls[n], Direction::Egress, class, s.addr, request));
+        }
+        if let Some(n) = s.nacl {
+            steps.push(nacl_step(&s.name, &net.nacls[n], Direction::Ingress, class, c.addr, request));
+            steps.push(nacl_step(&s.name, &net.nacls[n], Direction::Egress, class, c.addr, reply));
+        }
+        if let Some(n) = c.nacl {
+            steps.push(nacl_step(&c.name, &net.nacls[n], Direction::Ingress, class, s.addr, reply));
+        }
     }
     if !c.internet {
         steps.push(group_step(net, c, Direction::Egress, class, s, port));
@@ -238,19 +273,65 @@ pub fn trace(net: &Network, client: usize, server: usize, class: ProtocolClass, 
     if !s.internet {
         steps.push(group_step(net, s, Direction::Ingress, class, c, port));
     }
-    for (zone, other) in [(c, s), (s, c)] {
-        if other.internet && !zone.internet {
-            steps.push(match &zone.internet_route {
-                Some(route) => Step { passes: true, text: format!("{} route table: {route}", zone.name) },
-                None => Step {
-                    passes: false,
-                    text: format!(
-                        "{} route table: no route to the internet through an attached internet gateway",
-                        zone.name
-                    ),
-                },
-            });
+    if c.internet && !s.internet {
+        steps.push(match &s.internet_route {
+            Some(InternetRoute::Gateway { route }) => {
+                Step { passes: true, text: format!("{} route table: {route}", s.name) }
+            }
+            Some(InternetRoute::Nat { route, .. }) => Step {
+                passes: false,
+                text: format!(
+                    "{} route table: {route} is a NAT gateway, which accepts no connection from the internet",
+                    s.name
+                ),
+            },
+            None => no_route(s),
+        });
+    }
+    if s.internet && !c.internet {
+        match &c.internet_route {
+            Some(InternetRoute::Gateway { route }) => {
+                steps.push(Step { passes: true, text: format!("{} route table: {route}", c.name) })
+            }
+            Some(InternetRoute::Nat { route, nat }) => {
+                steps.push(Step { passes: true, text: format!("{} route table: {route}", c.name) });
+                steps.extend(nat.problems.iter().map(|p| Step { passes: false, text: p.clone() }));
+                let label = format!("NAT gateway {}'s subnet", nat.name);
+                if let Some(n) = nat.nacl {
+                    let nacl = &net.nacls[n];
+                    let via = nat.subnet.is_none() || nat.subnet != c.subnet;
+                    if via {
+                        steps.push(nacl_step(&label, nacl, Direction::Ingress, class, c.addr, request));
+                    }
+                    steps.push(nacl_step(&label, nacl, Direction::Egress, class, s.addr, request));
+                    let nat_reply = if class.has_ports() { NAT_PORTS } else { PortRange::ALL };
+                    steps.push(nacl_step(&label, nacl, Direction::Ingress, class, s.addr, nat_reply));
+                    if via {
+                        steps.push(nacl_step(&label, nacl, Direction::Egress, class, c.addr, reply));
+                    }
+                }
+                steps.push(match &nat.upstream {
+                    Some(up) => Step { passes: true, text: format!("{label} route table: {up}") },
+                    None => Step {
+                        passes: false,
+                        text: format!(
+                            "{label} route table: no route to the internet through an attached internet gateway"
+                        ),
+                    },
+                });
+            }
+            None => steps.push(no_route(c)),
         }
     }
     steps
+}
+
+fn no_route(zone: &Endpoint) -> Step {
+    Step {
+        passes: false,
+        text: format!(
+            "{} route table: no route to the internet (through an attached internet gateway or a NAT gateway)",
+            zone.name
+        ),
+    }
 }

@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use ipnet::{IpNet, Ipv4Net};
 
 use crate::model::{Direction, NaclEntry, Peer, PortRange, Protocol, RuleAction, SgRule};
-use crate::network::{Endpoint, Group, GroupPeer, GroupRule, Nacl, Network};
+use crate::network::{Endpoint, Group, GroupPeer, GroupRule, InternetRoute, Nacl, Network};
 
 /// How big a network to make.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,9 +120,11 @@ pub fn network(size: Size, seed: u64) -> Network {
             name: format!("zone-{i}"),
             addr: IpAddr::V4(Ipv4Addr::from(u32::from(subnet(i).network()) + 10)),
             internet: false,
+            subnet: Some(i),
             nacl: Some(i),
             groups: (0..g).filter(|k| k % s == i).collect::<BTreeSet<_>>(),
-            internet_route: (i % 4 == 0).then(|| "0.0.0.0/0 → igw-synthetic".to_string()),
+            internet_route: (i % 4 == 0)
+                .then(|| InternetRoute::Gateway { route: "0.0.0.0/0 → igw-synthetic".into() }),
             problems: vec![],
         })
         .collect();

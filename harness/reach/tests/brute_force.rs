@@ -3,8 +3,10 @@
 //! The enumerator knows nothing of port sets: it takes one packet at a time, finds each
 //! NACL's deciding entry as the lowest-numbered matching one, tries every ephemeral port
 //! for the reply, and looks for any group rule that matches. Random rules only use ports
-//! below 64 (ephemeral range 40-63), so every port from 64 up behaves like 64: the
-//! enumerator tries 0-70 and 65535.
+//! below 64 or ranges that run to 65535 (ephemeral range 40-63), so every port from 64 up
+//! behaves like 64: the enumerator tries 0-70 and 65535. Zones route to the internet
+//! directly, through a NAT gateway in some zone's subnet, or not at all, and two zones
+//! sometimes share a subnet.
 
 mod common;
 
@@ -15,7 +17,9 @@ use common::*;
 use microseg_reach::lint::{self, LintKind};
 use microseg_reach::model::{Direction, NaclEntry, Peer, PortRange, Protocol, RuleAction, SgRule};
 use microseg_reach::path::allowed_ports;
-use microseg_reach::{Endpoint, Group, GroupPeer, GroupRule, Nacl, Network, ProtocolClass, analyse};
+use microseg_reach::{
+    Endpoint, Group, GroupPeer, GroupRule, InternetRoute, Nacl, NatHop, Network, ProtocolClass, analyse,
+};
 use proptest::prelude::*;
 
 const CIDRS: [&str; 10] = [
@@ -31,6 +35,8 @@ const CIDRS: [&str; 10] = [
     "10.0.1.0/26",
 ];
 const ZONES: [(&str, &str); 3] = [("a", "10.0.1.5"), ("b", "10.0.1.21"), ("c", "10.0.1.37")];
+/// Where a NAT gateway in each zone's subnet stands.
+const NAT_ADDRESSES: [&str; 3] = ["10.0.1.6", "10.0.1.22", "10.0.1.38"];
 const EPHEMERAL: PortRange = PortRange { from: 40, to: 63 };
 
 fn arb_protocol() -> impl Strategy<Value = Protocol> {
@@ -45,7 +51,13 @@ fn arb_protocol() -> impl Strategy<Value = Protocol> {
 }
 
 fn arb_ports() -> impl Strategy<Value = Option<PortRange>> {
-    prop_oneof![Just(None), (0u16..64, 0u16..30).prop_map(|(a, w)| Some(PortRange { from: a, to: (a + w).min(63) }))]
+    prop_oneof![
+        2 => Just(None),
+        2 => (0u16..64, 0u16..30).prop_map(|(a, w)| Some(PortRange { from: a, to: (a + w).min(63) })),
+        // Open-ended ranges (`40-65535`) tell replies to the NAT (1024-65535) apart from
+        // replies to clients (40-63) while every port from 64 up still behaves alike.
+        1 => (0u16..64).prop_map(|a| Some(PortRange { from: a, to: 65535 })),
+    ]
 }
 
 fn arb_cidr() -> impl Strategy<Value = ipnet::IpNet> {
@@ -123,9 +135,11 @@ fn arb_network() -> impl Strategy<Value = Network> {
         prop::collection::vec(arb_zone_nacl(), 3),
         prop::collection::vec(arb_zone_group(3), 3),
         prop::collection::vec(prop::collection::btree_set(0usize..3, 1..3), 3),
-        prop::collection::vec(any::<bool>(), 3),
+        // Route kinds: none, internet gateway, NAT gateway (weighted to exercise NATs).
+        prop::collection::vec(prop_oneof![1 => Just(0u8), 2 => Just(1u8), 2 => Just(2u8)], 3),
+        (0usize..3, prop::bool::weighted(0.3)),
     )
-        .prop_map(|(nacls, groups, members, routes)| {
+        .prop_map(|(nacls, groups, members, routes, (nat_at, shared))| {
             let groups = groups
                 .into_iter()
                 .enumerate()
@@ -148,11 +162,28 @@ fn arb_network() -> impl Strategy<Value = Network> {
                 .iter()
                 .enumerate()
                 .map(|(i, (name, addr))| {
-                    let mut z = zone(name, addr, i, &[], routes[i]);
+                    // Zone b sometimes shares a's subnet (and so its NACL).
+                    let home = if shared && i == 1 { 0 } else { i };
+                    let mut z = zone(name, addr, home, &[], routes[i] == 1);
                     z.groups = members[i].clone();
                     z
                 })
                 .collect();
+            // Route kind 2: through a NAT gateway in zone `nat_at`'s subnet, which gets
+            // out only if that zone routes to the internet gateway.
+            let nat = NatHop {
+                name: "nat".into(),
+                addr: ip(NAT_ADDRESSES[nat_at]),
+                subnet: endpoints[nat_at].subnet,
+                nacl: endpoints[nat_at].nacl,
+                upstream: (routes[nat_at] == 1).then(|| "0.0.0.0/0 → igw".to_string()),
+                problems: vec![],
+            };
+            for (i, z) in endpoints.iter_mut().enumerate() {
+                if routes[i] == 2 {
+                    z.internet_route = Some(InternetRoute::Nat { route: "0.0.0.0/0 → nat".into(), nat: nat.clone() });
+                }
+            }
             endpoints.push(Endpoint::internet(ip("203.0.113.10")));
             Network {
                 nacls: nacls.into_iter().enumerate().map(|(i, e)| Nacl::new(format!("n{i}"), e)).collect(),
@@ -217,13 +248,37 @@ fn packet_passes(net: &Network, i: usize, j: usize, class: ProtocolClass, port: 
     let proto = proto_of(class);
     let (ce, se) = (entries_of(net, c), entries_of(net, s));
     let has_ports = proto == 6 || proto == 17;
-    let route = |z: &Endpoint, other: &Endpoint| !other.internet || z.internet_route.is_some();
+    // The internet opens connections only through an internet gateway; a zone reaches
+    // the internet through either kind of route.
+    let inbound_ok = !c.internet || matches!(s.internet_route, Some(InternetRoute::Gateway { .. }));
+    let outbound_ok = !s.internet || c.internet_route.is_some();
+    // NACLs lie between two endpoints only when their subnets differ.
+    let apart = c.internet || s.internet || c.subnet != s.subnet;
     let nacl = |z: &Endpoint, entries: &[NaclEntry], dir, peer, p| {
-        z.nacl.is_none() || nacl_passes(entries, dir, proto, peer, p)
+        !apart || z.nacl.is_none() || nacl_passes(entries, dir, proto, peer, p)
     };
     let replies: Vec<u16> = if has_ports { (EPHEMERAL.from..=EPHEMERAL.to).collect() } else { vec![0] };
-    route(c, s)
-        && route(s, c)
+    // Every port from 64 up behaves like 64, so the NAT's 1024-65535 is one port here.
+    let nat_replies: Vec<u16> = if has_ports { vec![1024, 65535] } else { vec![0] };
+    let nat_ok = match (&c.internet_route, s.internet) {
+        (Some(InternetRoute::Nat { nat, .. }), true) => {
+            let ne: Vec<NaclEntry> = nat
+                .nacl
+                .map(|n| Direction::BOTH.iter().flat_map(|&d| net.nacls[n].entries(d).to_vec()).collect())
+                .unwrap_or_default();
+            let pass = |dir, peer, p| nat.nacl.is_none() || nacl_passes(&ne, dir, proto, peer, p);
+            let crossing = nat.subnet != c.subnet;
+            nat.upstream.is_some()
+                && (!crossing || pass(Direction::Ingress, c.addr, port))
+                && pass(Direction::Egress, s.addr, port)
+                && nat_replies.iter().all(|&q| pass(Direction::Ingress, s.addr, q))
+                && (!crossing || replies.iter().all(|&q| pass(Direction::Egress, c.addr, q)))
+        }
+        _ => true,
+    };
+    inbound_ok
+        && outbound_ok
+        && nat_ok
         && nacl(c, &ce, Direction::Egress, s.addr, port)
         && nacl(s, &se, Direction::Ingress, c.addr, port)
         && replies

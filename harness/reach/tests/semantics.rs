@@ -8,7 +8,7 @@ use common::*;
 use microseg_reach::matrix::{CellVerdict, evaluate};
 use microseg_reach::model::{Direction, PortRange};
 use microseg_reach::path::{allowed_ports, nacl_ports, trace};
-use microseg_reach::{Group, Intent, Nacl, Network, ProtocolClass, analyse};
+use microseg_reach::{Group, Intent, InternetRoute, Nacl, NatHop, Network, ProtocolClass, analyse};
 
 const TCP: ProtocolClass = ProtocolClass::Tcp;
 
@@ -176,7 +176,7 @@ fn the_internet_needs_a_route_through_an_attached_gateway() {
     net.endpoints.push(microseg_reach::Endpoint::internet(ip("203.0.113.10")));
     assert!(allowed_ports(&net, 0, 2, TCP).is_empty());
     assert!(allowed_ports(&net, 2, 0, TCP).is_empty());
-    net.endpoints[0].internet_route = Some("0.0.0.0/0 → igw-1".into());
+    net.endpoints[0].internet_route = Some(InternetRoute::Gateway { route: "0.0.0.0/0 → igw-1".into() });
     assert!(allowed_ports(&net, 0, 2, TCP).is_full());
     assert!(allowed_ports(&net, 2, 0, TCP).is_full());
 }
@@ -213,5 +213,90 @@ fn the_matrix_names_blocked_intent_and_unintended_traffic_with_its_rules() {
         u.allowed_by.contains(&"b NACL ingress: rule #110 allows tcp/8080 from 10.0.1.0/24".to_string()),
         "{:?}",
         u.allowed_by
+    );
+}
+
+#[test]
+fn two_endpoints_in_one_subnet_cross_no_nacl() {
+    // The NACLs deny everything, the groups allow everything. Apart, nothing passes;
+    // once b sits in a's subnet (same subnet number), the NACLs no longer lie between
+    // them and every port passes; the trace then names only the groups.
+    let deny = vec![entry(100, "in", "-1", "", "0.0.0.0/0", "deny"), entry(100, "out", "-1", "", "0.0.0.0/0", "deny")];
+    let mut net = pair(deny.clone(), deny, open_groups());
+    assert!(allowed_ports(&net, 0, 1, TCP).is_empty());
+    net.endpoints[1].subnet = net.endpoints[0].subnet;
+    net.endpoints[1].nacl = net.endpoints[0].nacl;
+    assert!(allowed_ports(&net, 0, 1, TCP).is_full());
+    assert!(trace(&net, 0, 1, TCP, 80).iter().all(|s| s.passes && s.text.starts_with("security group")));
+}
+
+/// `a` (10.0.1.10) is private and routes to a NAT gateway at 10.0.2.5 in `b`'s subnet
+/// (NACL "b"), which routes to an internet gateway. The internet stands at 203.0.113.10.
+fn behind_nat(nat_nacl: Vec<microseg_reach::model::NaclEntry>) -> Network {
+    let mut net = pair(open_nacl(), nat_nacl, open_groups());
+    net.endpoints.push(microseg_reach::Endpoint::internet(ip("203.0.113.10")));
+    net.endpoints[0].internet_route = Some(InternetRoute::Nat {
+        route: "0.0.0.0/0 → nat-1".into(),
+        nat: NatHop {
+            name: "nat-1".into(),
+            addr: ip("10.0.2.5"),
+            subnet: Some(1),
+            nacl: Some(1),
+            upstream: Some("0.0.0.0/0 → igw-1".into()),
+            problems: vec![],
+        },
+    });
+    net
+}
+
+#[test]
+fn a_nat_gateway_carries_outbound_connections_only() {
+    // Everything open: a opens anything to the internet through the NAT; the internet
+    // opens nothing to a, whatever the rules say (a NAT accepts no inbound connection).
+    let net = behind_nat(open_nacl());
+    assert!(allowed_ports(&net, 0, 2, TCP).is_full());
+    assert!(allowed_ports(&net, 2, 0, TCP).is_empty());
+    let steps = trace(&net, 2, 0, TCP, 443);
+    assert!(steps.iter().any(|s| !s.passes && s.text.contains("NAT gateway")), "{steps:?}");
+    // Without the NAT subnet's route to the internet gateway nothing gets out.
+    let mut net = net;
+    if let Some(InternetRoute::Nat { nat, .. }) = &mut net.endpoints[0].internet_route {
+        nat.upstream = None;
+    }
+    assert!(allowed_ports(&net, 0, 2, TCP).is_empty());
+}
+
+#[test]
+fn the_nat_subnets_nacl_filters_both_legs_and_the_replies() {
+    // The NAT subnet's NACL, entry by entry, for a → internet tcp/443:
+    // - in from a (10.0.1.10) on 443: #100 allows tcp/443 from 10.0.0.0/16;
+    // - out to the internet on 443: #100 allows tcp/443 to 0.0.0.0/0;
+    // - in from the internet to the NAT's ports 1024-65535: #110 allows them;
+    // - out to a on its ephemeral ports 1024-65535: #110 allows 1024-65535 to 10.0.0.0/16.
+    // Port 80 is admitted from a by nothing: only 443 passes.
+    let nacl = vec![
+        entry(100, "in", "tcp", "443", "10.0.0.0/16", "allow"),
+        entry(110, "in", "tcp", "1024-65535", "0.0.0.0/0", "allow"),
+        entry(100, "out", "tcp", "443", "0.0.0.0/0", "allow"),
+        entry(110, "out", "tcp", "1024-65535", "10.0.0.0/16", "allow"),
+    ];
+    let net = behind_nat(nacl.clone());
+    assert_eq!(allowed_ports(&net, 0, 2, TCP).to_string(), "443");
+    // Replies to the NAT from the internet narrowed to 32768-65535: the NAT may pick any
+    // port from 1024, so the connection no longer works.
+    let mut narrow = nacl.clone();
+    narrow[1] = entry(110, "in", "tcp", "32768-65535", "0.0.0.0/0", "allow");
+    assert!(allowed_ports(&behind_nat(narrow), 0, 2, TCP).is_empty());
+    // The NAT's way back to a blocked: replies cannot reach a.
+    let mut no_return = nacl;
+    no_return[3] = entry(110, "out", "tcp", "1024-65535", "10.0.3.0/24", "allow");
+    let net = behind_nat(no_return);
+    assert!(allowed_ports(&net, 0, 2, TCP).is_empty());
+    let steps = trace(&net, 0, 2, TCP, 443);
+    assert!(
+        steps.iter().any(|s| !s.passes
+            && s.text
+                == "NAT gateway nat-1's subnet NACL egress: no entry matches tcp/1024 to 10.0.1.10, default deny"),
+        "{steps:?}"
     );
 }

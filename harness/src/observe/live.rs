@@ -88,7 +88,7 @@ pub fn policy_document(raw: &str) -> serde_json::Value {
 pub async fn read_live(clients: &Clients, vpc_id: &str) -> Result<Observed, ObserveError> {
     let ec2 = &clients.ec2;
     let by_vpc = Filter::builder().name("vpc-id").values(vpc_id).build();
-    let (vpcs, subnets, nacls, groups, tables, igws, flow_logs) = tokio::try_join!(
+    let (vpcs, subnets, nacls, groups, tables, igws, flow_logs, nats) = tokio::try_join!(
         async { ec2.describe_vpcs().filters(by_vpc.clone()).send().await.map_err(aws_err("DescribeVpcs")) },
         async { all_items!(ec2.describe_subnets().filters(by_vpc.clone()), "DescribeSubnets") },
         async { all_items!(ec2.describe_network_acls().filters(by_vpc.clone()), "DescribeNetworkAcls") },
@@ -107,6 +107,7 @@ pub async fn read_live(clients: &Clients, vpc_id: &str) -> Result<Observed, Obse
                 "DescribeFlowLogs"
             )
         },
+        async { all_items!(ec2.describe_nat_gateways().filter(by_vpc.clone()), "DescribeNatGateways") },
     )?;
     let vpc = vpcs.vpcs().first().ok_or_else(|| ObserveError::VpcNotFound(vpc_id.to_string()))?;
     let mut observed = Observed {
@@ -199,7 +200,13 @@ pub async fn read_live(clients: &Clients, vpc_id: &str) -> Result<Observed, Obse
                             .or(r.vpc_peering_connection_id())
                             .or(r.network_interface_id())
                             .or(r.instance_id())
-                            .unwrap_or_default()
+                            .or(r.egress_only_internet_gateway_id())
+                            .or(r.local_gateway_id())
+                            .or(r.carrier_gateway_id())
+                            .or(r.core_network_arn())
+                            // A route with none (seen on LocalStack's CloudFormation) is
+                            // named, so no planned target ever matches it by accident.
+                            .unwrap_or(NO_TARGET)
                             .to_string(),
                         state: r.state().map(|s| s.as_str().to_string()),
                     })
@@ -215,6 +222,25 @@ pub async fn read_live(clients: &Clients, vpc_id: &str) -> Result<Observed, Obse
                 id: g.internet_gateway_id()?.to_string(),
                 attached_vpc_ids: g.attachments().iter().filter_map(|a| a.vpc_id().map(str::to_string)).collect(),
                 tags: tags_of(g.tags()),
+            })
+        })
+        .collect();
+    observed.nat_gateways = nats
+        .iter()
+        .filter(|n| !matches!(n.state().map(|s| s.as_str()), Some("deleted")))
+        .filter_map(|n| {
+            Some(ObservedNatGateway {
+                id: n.nat_gateway_id()?.to_string(),
+                subnet_id: n.subnet_id().unwrap_or_default().to_string(),
+                state: n.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                connectivity: n.connectivity_type().map_or("public", |c| c.as_str()).to_string(),
+                allocation_ids: n
+                    .nat_gateway_addresses()
+                    .iter()
+                    .filter_map(|a| a.allocation_id().map(str::to_string))
+                    .collect(),
+                private_ip: n.nat_gateway_addresses().iter().find_map(|a| a.private_ip().map(str::to_string)),
+                tags: tags_of(n.tags()),
             })
         })
         .collect();

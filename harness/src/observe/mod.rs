@@ -34,6 +34,9 @@ pub struct Observed {
     pub route_tables: Vec<ObservedRouteTable>,
     /// Internet gateways attached to the VPC.
     pub internet_gateways: Vec<ObservedInternetGateway>,
+    /// NAT gateways in the VPC's subnets, deleted ones left out.
+    #[serde(default)]
+    pub nat_gateways: Vec<ObservedNatGateway>,
     /// Flow logs whose resource is the VPC.
     pub flow_logs: Vec<ObservedFlowLog>,
     /// IAM roles that flow logs deliver through.
@@ -125,12 +128,16 @@ pub struct ObservedRouteTable {
     pub tags: Tags,
 }
 
+/// The target of a route that names none.
+pub const NO_TARGET: &str = "(no target)";
+
 /// A route.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObservedRoute {
     /// Destination CIDR.
     pub destination: String,
-    /// `local`, `igw-…`, `nat-…`, … as EC2 reports it.
+    /// `local`, `igw-…`, `nat-…`, … as EC2 reports it; [`NO_TARGET`] for a route that
+    /// names none.
     pub target: String,
     /// `active` or `blackhole`.
     pub state: Option<String>,
@@ -143,6 +150,25 @@ pub struct ObservedInternetGateway {
     pub id: String,
     /// VPCs it is attached to.
     pub attached_vpc_ids: Vec<String>,
+    /// Tags.
+    pub tags: Tags,
+}
+
+/// A NAT gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedNatGateway {
+    /// `nat-…`
+    pub id: String,
+    /// The subnet it sits in.
+    pub subnet_id: String,
+    /// `pending`, `available`, `deleting`, `failed`.
+    pub state: String,
+    /// `public` or `private`.
+    pub connectivity: String,
+    /// Elastic IP allocations (`eipalloc-…`) of its public addresses.
+    pub allocation_ids: Vec<String>,
+    /// Its private address in the subnet, where known.
+    pub private_ip: Option<String>,
     /// Tags.
     pub tags: Tags,
 }
@@ -283,7 +309,17 @@ impl Observed {
         self.security_groups.iter().find(|g| g.id == id)
     }
 
-    /// The route table that governs a subnet: its explicit association, else the main table.
+    /// Whether `id` is an internet gateway attached to `vpc`.
+    pub fn internet_gateway_attached(&self, id: &str, vpc: &str) -> bool {
+        self.internet_gateways.iter().any(|g| g.id == id && g.attached_vpc_ids.iter().any(|v| v == vpc))
+    }
+
+    /// A NAT gateway by id.
+    pub fn nat_gateway(&self, id: &str) -> Option<&ObservedNatGateway> {
+        self.nat_gateways.iter().find(|n| n.id == id)
+    }
+
+    /// The route table that governs a subnet: its explicit association, else the main one.
     pub fn route_table_of_subnet(&self, subnet_id: &str) -> Option<&ObservedRouteTable> {
         self.route_tables
             .iter()

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use microseg_reach::model::{Direction, NaclEntry, Peer, PortRange, Protocol, RuleAction, SgRule};
-use microseg_reach::{Endpoint, GroupPeer, GroupRule};
+use microseg_reach::{Endpoint, GroupPeer, GroupRule, InternetRoute};
 
 pub fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -64,9 +64,10 @@ pub fn zone(name: &str, addr: &str, nacl: usize, groups: &[usize], internet_rout
         name: name.into(),
         addr: ip(addr),
         internet: false,
+        subnet: Some(nacl),
         nacl: Some(nacl),
         groups: groups.iter().copied().collect::<BTreeSet<_>>(),
-        internet_route: internet_route.then(|| "0.0.0.0/0 → igw-test".to_string()),
+        internet_route: internet_route.then(|| InternetRoute::Gateway { route: "0.0.0.0/0 → igw-test".into() }),
         problems: vec![],
     }
 }
