@@ -28,6 +28,8 @@ enum Fault {
     Throttle,
     InternalError,
     Reset,
+    /// A resource created a moment ago answered as unknown (eventual consistency).
+    YoungNotFound,
 }
 
 /// What the proxy does besides forwarding.
@@ -42,6 +44,64 @@ struct Plan {
     /// Answer the k-th mutating request (create, put, authorize, …) with a 400 that no
     /// retry clears.
     fail_mutation: Option<u64>,
+    /// Percent of EC2 and IAM creates whose new id then answers "not found" (the code
+    /// AWS gives for that kind of id) to the next [`YOUNG_ANSWERS`] mutating calls that
+    /// name it, as AWS may right after a create.
+    young_not_found: u64,
+}
+
+/// How many calls naming a young id are answered "not found".
+const YOUNG_ANSWERS: u8 = 2;
+
+/// The element of a create's response that holds the new id, and the error code AWS
+/// answers for an unknown id of that kind.
+fn young_id_of(op: &str) -> Option<(&'static str, &'static str)> {
+    Some(match op {
+        "CreateVpc" => ("vpcId", "InvalidVpcID.NotFound"),
+        "CreateSubnet" => ("subnetId", "InvalidSubnetID.NotFound"),
+        "CreateNetworkAcl" => ("networkAclId", "InvalidNetworkAclID.NotFound"),
+        "CreateSecurityGroup" => ("groupId", "InvalidGroup.NotFound"),
+        "CreateRouteTable" => ("routeTableId", "InvalidRouteTableID.NotFound"),
+        "CreateInternetGateway" => ("internetGatewayId", "InvalidInternetGatewayID.NotFound"),
+        "AllocateAddress" => ("allocationId", "InvalidAllocationID.NotFound"),
+        "CreateNatGateway" => ("natGatewayId", "NatGatewayNotFound"),
+        "CreateRole" => ("RoleName", "NoSuchEntity"),
+        _ => return None,
+    })
+}
+
+/// The text between `<tag>` and `</tag>`, first occurrence.
+fn element<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
+    let start = xml.find(&format!("<{tag}>"))? + tag.len() + 2;
+    let len = xml[start..].find(&format!("</{tag}>"))?;
+    Some(&xml[start..start + len])
+}
+
+/// A young id: its error code, the API version of its service, and answers left.
+type Young = Arc<Mutex<BTreeMap<String, (&'static str, String, u8)>>>;
+
+fn api_version(body: &str) -> Option<String> {
+    body.split('&').find_map(|kv| kv.strip_prefix("Version=")).map(str::to_string)
+}
+
+fn not_found_response(version: &str, code: &str, id: &str) -> Response<Full<Bytes>> {
+    // EC2's error document, or IAM's (the query protocols' two shapes).
+    let (status, xml) = if version == "2010-05-08" {
+        (
+            StatusCode::NOT_FOUND,
+            format!(
+                "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>The role with name {id} cannot be found.</Message></Error><RequestId>microseg-fault</RequestId></ErrorResponse>"
+            ),
+        )
+    } else {
+        (
+            StatusCode::BAD_REQUEST,
+            format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>The ID '{id}' does not exist</Message></Error></Errors><RequestID>microseg-fault</RequestID></Response>"
+            ),
+        )
+    };
+    Response::builder().status(status).header("content-type", "text/xml").body(Full::new(Bytes::from(xml))).unwrap()
 }
 
 /// The proxy, serving on a loopback port until dropped.
@@ -91,7 +151,7 @@ const EC2_THROTTLE: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Respons
 
 impl FaultProxy {
     async fn start(upstream: &str, plan: Plan) -> FaultProxy {
-        let Plan { percent, seed, stall_after, fail_mutation } = plan;
+        let Plan { percent, seed, stall_after, fail_mutation, young_not_found } = plan;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let injected: Arc<Mutex<BTreeMap<Fault, usize>>> = Arc::default();
@@ -101,18 +161,19 @@ impl FaultProxy {
         let upstream = upstream.trim_end_matches('/').to_string();
         let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mutations = Arc::new(AtomicU64::new(0));
+        let young: Young = Arc::default();
         let (inj, fwd, stl, muts) = (injected.clone(), forwarded.clone(), stalled.clone(), mutations.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { return };
                 let (client, upstream, inj, fwd, rng) =
                     (client.clone(), upstream.clone(), inj.clone(), fwd.clone(), rng.clone());
-                let (stl, muts) = (stl.clone(), muts.clone());
+                let (stl, muts, young) = (stl.clone(), muts.clone(), young.clone());
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let (client, upstream, inj, fwd, rng) =
                             (client.clone(), upstream.clone(), inj.clone(), fwd.clone(), rng.clone());
-                        let (stl, muts) = (stl.clone(), muts.clone());
+                        let (stl, muts, young) = (stl.clone(), muts.clone(), young.clone());
                         async move {
                             let (parts, body) = req.into_parts();
                             let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
@@ -130,6 +191,19 @@ impl FaultProxy {
                                     .header("content-type", "text/xml")
                                     .body(Full::new(Bytes::from(xml)))
                                     .unwrap());
+                            }
+                            let text = String::from_utf8_lossy(&body).to_string();
+                            let version = api_version(&text).unwrap_or_default();
+                            if is_mutation(&op) {
+                                let mut young = young.lock().unwrap();
+                                let hit = young.iter_mut().find(|(id, (_, v, left))| {
+                                    *left > 0 && *v == version && text.contains(id.as_str())
+                                });
+                                if let Some((id, (code, _, left))) = hit {
+                                    *left -= 1;
+                                    *inj.lock().unwrap().entry(Fault::YoungNotFound).or_default() += 1;
+                                    return Ok(not_found_response(&version, code, id));
+                                }
                             }
                             let roll = next(&rng);
                             if roll % 100 < percent {
@@ -154,6 +228,7 @@ impl FaultProxy {
                                         .status(StatusCode::INTERNAL_SERVER_ERROR)
                                         .body(Full::new(Bytes::new()))
                                         .unwrap()),
+                                    Fault::YoungNotFound => unreachable!("answered above, never rolled"),
                                 };
                             }
                             fwd.fetch_add(1, Ordering::Relaxed);
@@ -169,6 +244,13 @@ impl FaultProxy {
                                 client.request(out.body(Full::new(body)).unwrap()).await.map_err(|e| e.to_string())?;
                             let (rp, rb) = resp.into_parts();
                             let rb = rb.collect().await.map_err(|e| e.to_string())?.to_bytes();
+                            if let Some((tag, code)) = young_id_of(&op)
+                                && rp.status.is_success()
+                                && next(&rng) % 100 < young_not_found
+                                && let Some(id) = element(&String::from_utf8_lossy(&rb), tag)
+                            {
+                                young.lock().unwrap().insert(id.to_string(), (code, version.clone(), YOUNG_ANSWERS));
+                            }
                             Ok::<_, String>(Response::from_parts(rp, Full::new(rb)))
                         }
                     });
@@ -217,6 +299,44 @@ async fn runs_through_throttling_errors_and_resets_pass_and_leave_nothing() {
         eprintln!(
             "{percent}% faults: {total} injected {injected:?}, {} forwarded, run passed in {:.1} s",
             proxy.forwarded.load(Ordering::Relaxed),
+            started.elapsed().as_secs_f64()
+        );
+    }
+}
+
+/// Eventual consistency: ids a create has just returned answer "not found"
+/// (`InvalidGroup.NotFound`, `InvalidSubnetID.NotFound`, `NoSuchEntity`, …) to the next
+/// calls that name them. The build waits them out (bounded, `aws::settle`), the run
+/// passes, and nothing is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_unknown_right_after_their_create_are_waited_out() {
+    let (clients, _, _) = shared().await;
+    for (young_not_found, seed) in [(50, 5), (100, 7)] {
+        let plan = Plan { young_not_found, seed, ..Plan::default() };
+        let proxy = FaultProxy::start(shared_endpoint(), plan).await;
+        let started = std::time::Instant::now();
+        let out = tokio::task::spawn_blocking({
+            let url = proxy.url();
+            move || {
+                std::process::Command::new(env!("CARGO_BIN_EXE_microseg"))
+                    .args(["--quiet", "run", "--scenario", "three-tier", "--variant", "hardened"])
+                    .args(["--target", &format!("endpoint={url}"), "--format", "json"])
+                    .output()
+                    .unwrap()
+            }
+        })
+        .await
+        .unwrap();
+        let injected = proxy.injected.lock().unwrap().get(&Fault::YoungNotFound).copied().unwrap_or(0);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(exit::PASS), "{young_not_found}%: {injected} injected\n{stderr}");
+        assert!(injected > 0, "{young_not_found}%: nothing was injected");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let run = RunId::parse(report["run_id"].as_str().unwrap()).unwrap();
+        let left = inventory::list(&clients, &Scope::Run(run)).await.unwrap();
+        assert!(left.is_empty(), "{young_not_found}%: left {left:?}");
+        eprintln!(
+            "{young_not_found}% of creates young: {injected} not-found answers waited out, run passed in {:.1} s",
             started.elapsed().as_secs_f64()
         );
     }

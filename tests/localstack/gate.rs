@@ -6,14 +6,10 @@ use std::process::{Command, Output};
 use microseg_harness::exit;
 use microseg_harness::sweep::{self, Selection};
 
-use crate::support::{kept_recipe_run, microseg_on_shared};
+use crate::support::{kept_recipe_run, microseg_on_shared, text};
 
 fn microseg(args: &[&str]) -> Output {
     microseg_on_shared(args)
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

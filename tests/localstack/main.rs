@@ -11,6 +11,8 @@ mod targets;
 mod scenario;
 // Single mutations of a live deployment, each caught by the right finding.
 mod mutations;
+// The other sources' scenarios and a user's own spec: run, gated, broken, swept.
+mod scenarios;
 // The acceptance gate: validate, snapshot, expect-gone through the CLI.
 mod gate;
 // The recipe's own bash script, run as written, then gated.

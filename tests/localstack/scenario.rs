@@ -6,7 +6,7 @@ use microseg_harness::exit;
 use microseg_harness::run::{self, Interruption, RunOptions};
 use microseg_harness::sweep::{self, Selection};
 
-use crate::support::{inventory_of, kept_recipe_run, ledger_dir, recipe, shared, shared_endpoint};
+use crate::support::{SweepOnDrop, inventory_of, kept_recipe_run, ledger_dir, recipe, shared, shared_endpoint};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recipe_builds_checks_and_tears_down_to_an_empty_inventory() {
@@ -78,6 +78,41 @@ async fn keep_then_sweep_leaves_an_empty_inventory() {
     assert_eq!(swept.found.len(), kept.len());
     assert!(swept.leftovers.is_empty(), "{:?}", swept.leftovers);
     assert!(inventory_of(&clients, &report.run_id).await.is_empty());
+}
+
+/// `sweep --older-than 6h` finishes a stale run of an earlier crashed job and leaves a
+/// fresh one alone. The stale run is a kept run whose VPC is re-tagged as created seven
+/// hours ago (a run is as old as its oldest tagged resource).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweep_older_than_removes_stale_runs_and_keeps_fresh_ones() {
+    let (clients, _, stale) = kept_recipe_run().await;
+    let (_, _, fresh) = kept_recipe_run().await;
+    let _sweep_fresh = SweepOnDrop::new(&clients, &fresh.run_id);
+    let _sweep_stale = SweepOnDrop::new(&clients, &stale.run_id);
+    let seven_hours_ago = microseg_harness::run_id::now_unix() - 7 * 3600;
+    clients
+        .ec2
+        .create_tags()
+        .resources(stale.bindings.vpc_id.clone().unwrap())
+        .tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key(microseg_harness::run_id::TAG_CREATED_AT)
+                .value(seven_hours_ago.to_string())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let stale_items = inventory_of(&clients, &stale.run_id).await.len();
+    let fresh_items = inventory_of(&clients, &fresh.run_id).await.len();
+    assert!(stale_items >= 20 && fresh_items >= 20, "{stale_items} stale, {fresh_items} fresh");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_microseg"))
+        .args(["sweep", "--quiet", "--older-than", "6h", "--target", &format!("endpoint={}", shared_endpoint())])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(exit::PASS), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(inventory_of(&clients, &stale.run_id).await.is_empty(), "the stale run is gone");
+    assert_eq!(inventory_of(&clients, &fresh.run_id).await.len(), fresh_items, "the fresh run is untouched");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

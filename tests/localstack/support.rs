@@ -67,6 +67,11 @@ pub fn ledger_dir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
 
+/// A finished command's stdout and stderr, for assertion messages.
+pub fn text(o: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
 /// Runs the `microseg` binary on the shared emulator (`--target endpoint=…` appended).
 pub fn microseg_on_shared(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_microseg"))
@@ -90,4 +95,30 @@ pub async fn kept_recipe_run() -> (Clients, Capabilities, microseg_harness::run:
     let report = microseg_harness::run::run(&recipe(), &clients, &desc, None, &caps, None, &opts).await.unwrap();
     assert!(report.kept);
     (clients, caps, report)
+}
+
+/// Sweeps a kept run when dropped, so a failed assertion cannot leak the deployment.
+/// Must be dropped inside a multi-threaded Tokio runtime (it blocks in place).
+pub struct SweepOnDrop {
+    clients: Clients,
+    run_id: RunId,
+}
+
+impl SweepOnDrop {
+    /// Guards the run's resources.
+    pub fn new(clients: &Clients, run_id: &RunId) -> Self {
+        SweepOnDrop { clients: clients.clone(), run_id: run_id.clone() }
+    }
+}
+
+impl Drop for SweepOnDrop {
+    fn drop(&mut self) {
+        let selection = microseg_harness::sweep::Selection::Run(self.run_id.clone());
+        let swept = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(microseg_harness::sweep::sweep(&self.clients, &selection))
+        });
+        if let Err(e) = swept {
+            eprintln!("sweeping run {} failed: {e}", self.run_id);
+        }
+    }
 }

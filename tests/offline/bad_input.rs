@@ -54,6 +54,11 @@ impl Counter {
 #[case::unknown_protocol(&format!("{BASE}ingress = [{{ rule = 1, protocol = \"smtp\", cidr = \"0.0.0.0/0\", action = \"allow\" }}]\n"), "spec.toml:15", "nacls[a].ingress[0].protocol = \"smtp\"")]
 #[case::unknown_group(&format!("{BASE}[[security_groups]]\nname = \"g\"\ngroup_name = \"g\"\ndescription = \"d\"\nzone = \"a\"\ningress = [{{ protocol = \"tcp\", ports = 22, group = \"ghost\" }}]\n"), "spec.toml:20", "security_groups[g].ingress[0].group = \"ghost\"")]
 #[case::missing_zone(&format!("{BASE}[[security_groups]]\nname = \"g\"\ngroup_name = \"g\"\ndescription = \"d\"\nzone = \"nowhere\"\n"), "spec.toml:15", "security_groups[g].zone = \"nowhere\"")]
+#[case::nat_in_unknown_zone(&format!("{BASE}[internet_gateway]\nname = \"i\"\n[[nat_gateways]]\nname = \"n\"\nzone = \"ghost\"\ntag_name = \"n\"\n"), "spec.toml:17", "nat_gateways[n].zone = \"ghost\": no zone of that name")]
+#[case::nat_without_internet_gateway(&format!("{BASE}[[nat_gateways]]\nname = \"n\"\nzone = \"a\"\ntag_name = \"n\"\n"), "spec.toml:15", "nat_gateways[n] = \"n\": a NAT gateway reaches the internet only through an internet gateway")]
+#[case::route_to_unknown_nat(&format!("{BASE}[[route_tables]]\nname = \"r\"\ntag_name = \"r\"\nzones = [\"a\"]\nroutes = [{{ destination = \"0.0.0.0/0\", target = \"nat-gateway\", nat_gateway = \"ghost\" }}]\n"), "spec.toml:15", "route_tables[r].routes[0].nat_gateway = \"ghost\": no NAT gateway of that name")]
+#[case::external_inside_the_vpc(&format!("{BASE}[[externals]]\nname = \"office\"\ncidr = \"10.0.200.0/24\"\n"), "spec.toml:15", "externals[office].cidr = \"10.0.200.0/24\": overlaps the VPC's 10.0.0.0/16")]
+#[case::workload_in_unknown_group(&format!("{BASE}[[workloads]]\nname = \"w\"\nzone = \"a\"\ngroups = [\"ghost\"]\n"), "spec.toml:15", "workloads[w].groups = \"ghost\": no security group of that name")]
 fn bad_spec_is_refused_before_any_call(#[case] text: &str, #[case] location: &str, #[case] message: &str) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("spec.toml");
