@@ -36,12 +36,41 @@ impl Health {
     }
 }
 
-/// Fetches the health document once.
+/// Fetches the health document once, with a 2 s limit (readiness polls retry anyway).
 pub fn fetch(base_url: &str) -> Result<Health, String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(2))).build().into();
+    fetch_within(base_url, Duration::from_secs(2)).map_err(|e| e.to_string())
+}
+
+/// Why one health fetch failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchError {
+    /// Nothing answered in time: refused, reset or timed out. A busy or starting emulator
+    /// looks like this, so it is worth asking again.
+    Silent(String),
+    /// Something answered, but not with LocalStack's health document.
+    NotLocalStack(String),
+}
+
+impl std::fmt::Display for FetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FetchError::Silent(m) | FetchError::NotLocalStack(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Fetches the health document once, giving up after `limit`.
+pub fn fetch_within(base_url: &str, limit: Duration) -> Result<Health, FetchError> {
+    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(limit)).build().into();
     let url = format!("{}/_localstack/health", base_url.trim_end_matches('/'));
-    let mut resp = agent.get(&url).call().map_err(|e| e.to_string())?;
-    resp.body_mut().read_json::<Health>().map_err(|e| e.to_string())
+    let classify = |e: ureq::Error| match e {
+        ureq::Error::Timeout(_) | ureq::Error::Io(_) | ureq::Error::ConnectionFailed => {
+            FetchError::Silent(e.to_string())
+        }
+        other => FetchError::NotLocalStack(other.to_string()),
+    };
+    let mut resp = agent.get(&url).call().map_err(classify)?;
+    resp.body_mut().read_json::<Health>().map_err(classify)
 }
 
 /// Why an endpoint never became ready.

@@ -393,21 +393,56 @@ pub fn choose_auto() -> (TargetKind, String) {
 
 pub use container::docker_status;
 
+/// How long an endpoint the user named may stay silent before the run gives up. An
+/// emulator that is still starting, or busy serving other runs, answers late: CI saw
+/// LocalStack take over 2 s for its health answer while eight runs and a CloudFormation
+/// stack shared it. A wrong address costs this long, with every attempt's reason named.
+pub const ENDPOINT_PATIENCE: Duration = Duration::from_secs(60);
+
+/// What one identification attempt may take.
+const ENDPOINT_ATTEMPT: Duration = Duration::from_secs(10);
+
 async fn identify_endpoint(url: &str) -> Result<String, TargetError> {
-    let u = url.to_string();
-    let health = tokio::task::spawn_blocking(move || health::fetch(&u)).await.expect("health fetch does not panic");
-    match health {
-        Ok(h) => Ok(format!("LocalStack {}", h.version.unwrap_or_default())),
-        Err(_) => {
-            // Not LocalStack: anything answering HTTP on the moto API counts as moto.
-            let probe = format!("{url}/moto-api/");
-            let agent: ureq::Agent =
-                ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(2))).build().into();
-            match tokio::task::spawn_blocking(move || agent.get(&probe).call().map(|_| ())).await.expect("no panic") {
-                Ok(()) => Ok("moto server".into()),
-                Err(e) => Err(TargetError::Endpoint { url: url.into(), message: e.to_string() }),
+    identify_endpoint_within(url, ENDPOINT_PATIENCE).await
+}
+
+/// Names the emulator behind `url`: LocalStack by its health document, moto by its API
+/// page. Silence (refused, reset, timed out) is asked again until `patience` is spent;
+/// an answer that is neither fails at once.
+async fn identify_endpoint_within(url: &str, patience: Duration) -> Result<String, TargetError> {
+    let started = Instant::now();
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        let u = url.to_string();
+        let health = tokio::task::spawn_blocking(move || health::fetch_within(&u, ENDPOINT_ATTEMPT))
+            .await
+            .expect("health fetch does not panic");
+        match health {
+            Ok(h) => return Ok(format!("LocalStack {}", h.version.unwrap_or_default())),
+            Err(health::FetchError::NotLocalStack(_)) => return identify_moto(url).await,
+            Err(health::FetchError::Silent(why)) => {
+                let waited = started.elapsed();
+                if waited >= patience {
+                    return Err(TargetError::Endpoint {
+                        url: url.into(),
+                        message: format!("no answer in {:.0?} ({attempts} attempts); last: {why}", waited),
+                    });
+                }
+                tracing::debug!(url, attempts, %why, "endpoint silent; asking again");
+                tokio::time::sleep(Duration::from_millis(500).min(patience.saturating_sub(waited))).await;
             }
         }
+    }
+}
+
+/// Anything answering HTTP on moto's API page counts as moto.
+async fn identify_moto(url: &str) -> Result<String, TargetError> {
+    let probe = format!("{url}/moto-api/");
+    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(ENDPOINT_ATTEMPT)).build().into();
+    match tokio::task::spawn_blocking(move || agent.get(&probe).call().map(|_| ())).await.expect("no panic") {
+        Ok(()) => Ok("moto server".into()),
+        Err(e) => Err(TargetError::Endpoint { url: url.into(), message: format!("neither LocalStack nor moto: {e}") }),
     }
 }
 
@@ -489,5 +524,68 @@ mod tests {
         opts.aws_endpoint_override = Some("http://127.0.0.1:9".into());
         let err = Target::start(&opts).await.unwrap_err();
         assert!(matches!(err, TargetError::NoAllowlist), "{err}");
+    }
+
+    /// A one-thread HTTP server: each connection is handed to `serve` with its index.
+    fn server(serve: impl Fn(usize, std::net::TcpStream) + Send + 'static) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for (i, conn) in listener.incoming().enumerate() {
+                let Ok(conn) = conn else { return };
+                serve(i, conn);
+            }
+        });
+        url
+    }
+
+    fn answer(mut conn: std::net::TcpStream, status: &str, body: &str) {
+        use std::io::{Read, Write};
+        let mut buf = [0u8; 4096];
+        let _ = conn.read(&mut buf);
+        let _ = write!(
+            conn,
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_busy_endpoint_is_asked_again_until_it_answers() {
+        // The first two connections are dropped unanswered (as a saturated emulator
+        // resets them); the third gets LocalStack's health document.
+        let url = server(|i, conn| {
+            if i < 2 {
+                drop(conn);
+            } else {
+                answer(conn, "200 OK", r#"{"services":{},"version":"4.14.0"}"#);
+            }
+        });
+        let name = identify_endpoint_within(&url, Duration::from_secs(20)).await.unwrap();
+        assert_eq!(name, "LocalStack 4.14.0");
+    }
+
+    #[tokio::test]
+    async fn a_silent_endpoint_fails_after_the_patience_naming_the_attempts() {
+        // Bound then closed: nothing listens, every connection is refused.
+        let url = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            format!("http://{}", l.local_addr().unwrap())
+        };
+        let started = Instant::now();
+        let err = identify_endpoint_within(&url, Duration::from_millis(1200)).await.unwrap_err();
+        let waited = started.elapsed();
+        let msg = err.to_string();
+        assert!(msg.contains(&url) && msg.contains("no answer in") && msg.contains("attempts"), "{msg}");
+        assert!(waited >= Duration::from_millis(1200), "gave up early: {waited:?}");
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_that_answers_as_neither_emulator_fails_at_once() {
+        let url = server(|_, conn| answer(conn, "404 Not Found", "{}"));
+        let started = Instant::now();
+        let err = identify_endpoint_within(&url, Duration::from_secs(30)).await.unwrap_err();
+        assert!(err.to_string().contains("neither LocalStack nor moto"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5), "an answer is not retried: {:?}", started.elapsed());
     }
 }
