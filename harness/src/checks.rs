@@ -152,11 +152,9 @@ pub fn run_checks_with_reachability(
 ) -> (Vec<CheckResult>, crate::reach::Reachability) {
     let (reach, undecided) = reachability(plan, observed, bindings, caps);
     let with_undecided = |mut r: CheckResult| {
-        if let Some(d) = undecided
-            && r.status == Status::Pass
-        {
+        if !undecided.is_empty() && r.status == Status::Pass {
             r.status = Status::Divergence;
-            r.divergences.push(d.id().to_string());
+            r.divergences.extend(undecided.iter().map(|d| d.id().to_string()));
         }
         r
     };
@@ -179,27 +177,44 @@ pub fn run_checks_with_reachability(
 }
 
 /// The deployment's reachability, on AWS semantics, as far as the target lets it be
-/// decided; and the divergence that left part of it undecided, if one did. Where the
-/// target echoes a NAT gateway's missing connectivity type (`None`, a value AWS never
-/// reports), the gateway is taken as AWS's default, public, and the intent check says
-/// it could not decide that (`divergence`) instead of failing the NAT flows or passing
-/// them silently.
+/// decided; and the divergences that left part of it undecided.
+///
+/// - Where the target echoes a NAT gateway's missing connectivity type (`None`, a value
+///   AWS never reports), the gateway is taken as AWS's default, public.
+/// - Where the target creates a VPC's default group without AWS's ingress-from-itself
+///   rule, a default group still exactly as the emulator made it (all egress, nothing
+///   else) is taken as AWS would have made it. The rule matters only between two
+///   endpoints that both rely on the default group; only then is it undecided.
+///
+/// Either way the intent check says it could not decide (`divergence`) instead of
+/// failing the flows or passing them silently.
 fn reachability(
     plan: &Plan,
     observed: &Observed,
     bindings: &Bindings,
     caps: &Capabilities,
-) -> (crate::reach::Reachability, Option<Divergence>) {
+) -> (crate::reach::Reachability, Vec<Divergence>) {
+    let mut assumed = std::borrow::Cow::Borrowed(observed);
+    let mut undecided = Vec::new();
     let echoed = |n: &crate::observe::ObservedNatGateway| !matches!(n.connectivity.as_str(), "public" | "private");
     if caps.has(Divergence::NatConnectivityTypeEchoed) && observed.nat_gateways.iter().any(echoed) {
-        let mut assumed = observed.clone();
-        for n in assumed.nat_gateways.iter_mut().filter(|n| echoed(n)) {
+        for n in assumed.to_mut().nat_gateways.iter_mut().filter(|n| echoed(n)) {
             n.connectivity = "public".into();
         }
-        let r = crate::reach::analyse(plan, &assumed, bindings, EPHEMERAL);
-        return (r, Some(Divergence::NatConnectivityTypeEchoed));
+        undecided.push(Divergence::NatConnectivityTypeEchoed);
     }
-    (crate::reach::analyse(plan, observed, bindings, EPHEMERAL), None)
+    if caps.has(Divergence::DefaultSecurityGroupNoSelfIngress)
+        && let Some(g) = crate::reach::default_group(observed)
+        && crate::reach::default_group_members(plan).len() >= 2
+    {
+        if g.rules == [crate::model::default_sg_egress()] {
+            let id = g.id.clone();
+            let g = assumed.to_mut().security_groups.iter_mut().find(|x| x.id == id).expect("found above");
+            g.rules.insert(0, crate::reach::default_sg_self_ingress(&id));
+        }
+        undecided.push(Divergence::DefaultSecurityGroupNoSelfIngress);
+    }
+    (crate::reach::analyse(plan, &assumed, bindings, EPHEMERAL), undecided)
 }
 
 /// A finding's resource without the ids in parentheses: `NACL dmz (acl-1) ingress` is
@@ -2124,7 +2139,7 @@ mod tests {
     fn baseline_default_group_is_a_finding_on_aws_and_a_divergence_on_the_emulator() {
         let mut plan = recipe();
         let (mut o, b) = deployed(&plan);
-        o.security_groups.push(default_group(vec![crate::model::default_sg_egress()]));
+        set_default_group(&mut o, vec![crate::model::default_sg_egress()]);
         let r = baseline(&plan, &o, &b, &Capabilities::aws());
         assert!(
             r.findings
@@ -2139,9 +2154,67 @@ mod tests {
         plan.expected_findings.clear();
         assert_eq!(expected(&plan, baseline(&plan, &o, &b, &Capabilities::aws())).status, Status::Fail);
         let (mut o, b) = deployed(&plan);
-        o.security_groups.push(default_group(vec![]));
+        set_default_group(&mut o, vec![]);
         let r = baseline(&plan, &o, &b, &emulator_caps_with_empty_default());
         assert_eq!(r.divergences, vec!["default-security-group-no-self-ingress".to_string()]);
+    }
+
+    /// Replaces the designed deployment's default group with one holding `rules`.
+    fn set_default_group(o: &mut Observed, rules: Vec<SgRule>) {
+        o.security_groups.retain(|g| g.name != "default");
+        o.security_groups.push(default_group(rules));
+    }
+
+    /// A zone the spec gives no group stands for instances in the VPC's default group,
+    /// which admits only its own members. Here the recipe's management zone loses its
+    /// group too, and the management and monitoring NACLs let everything through, so
+    /// only the groups decide between the two zones:
+    /// - on AWS (self-ingress present) each reaches the other on any port;
+    /// - an emulator's default group without that rule, untouched otherwise, is read as
+    ///   AWS's, and the intent check names the divergence;
+    /// - a default group the deployment emptied admits nothing, AWS or not.
+    #[test]
+    fn zones_without_a_group_rely_on_the_default_group_and_its_emulator_gap_is_named() {
+        let mut plan = recipe();
+        for g in &mut plan.security_groups {
+            g.zones.retain(|z| z != "management");
+        }
+        assert_eq!(crate::reach::default_group_members(&plan), ["management", "monitoring"]);
+        let (mut o, b) = deployed(&plan);
+        let allow_all = |d| NaclEntry {
+            rule_number: 100,
+            direction: d,
+            protocol: Protocol::All,
+            ports: None,
+            cidr: "0.0.0.0/0".parse().unwrap(),
+            action: crate::model::RuleAction::Allow,
+        };
+        for name in ["management", "monitoring"] {
+            let id = &b.nacls[name];
+            o.nacls.iter_mut().find(|n| &n.id == id).unwrap().entries.extend(Direction::BOTH.map(allow_all));
+        }
+        let cell = |r: &crate::reach::Reachability, from: &str, to: &str| {
+            r.matrix.cells.iter().find(|c| c.from == from && c.to == to).unwrap().allowed.clone()
+        };
+        let everything = |r: &crate::reach::Reachability| {
+            let allowed = cell(r, "management", "monitoring");
+            allowed.iter().any(|s| s.protocol == ProtocolClass::Tcp && s.ports == PortSet::full())
+        };
+
+        let (on_aws, undecided) = reachability(&plan, &o, &b, &Capabilities::aws());
+        assert!(everything(&on_aws), "{:?}", cell(&on_aws, "management", "monitoring"));
+        assert!(undecided.is_empty());
+
+        set_default_group(&mut o, vec![crate::model::default_sg_egress()]);
+        let literal = crate::reach::analyse(&plan, &o, &b, EPHEMERAL);
+        assert!(cell(&literal, "management", "monitoring").is_empty(), "taken literally, nothing passes");
+        let (assumed, undecided) = reachability(&plan, &o, &b, &emulator_caps_with_empty_default());
+        assert!(everything(&assumed));
+        assert_eq!(undecided, [Divergence::DefaultSecurityGroupNoSelfIngress]);
+
+        set_default_group(&mut o, vec![]);
+        let (closed, _) = reachability(&plan, &o, &b, &emulator_caps_with_empty_default());
+        assert!(cell(&closed, "management", "monitoring").is_empty());
     }
 
     fn emulator_caps_with_empty_default() -> Capabilities {

@@ -153,6 +153,10 @@ pub fn deployment(plan: &Plan, observed: &Observed, b: &Bindings, ephemeral: Por
     let group_ids = |names: &mut dyn Iterator<Item = &String>| -> BTreeSet<usize> {
         names.filter_map(|g| b.security_groups.get(g)).filter_map(|id| group_index.get(id.as_str()).copied()).collect()
     };
+    // An instance launched without naming a group gets its VPC's default group, so a
+    // zone the spec gives no group stands for instances in that group, not for nothing.
+    let default_group: BTreeSet<usize> =
+        default_group(observed).and_then(|g| group_index.get(g.id.as_str()).copied()).into_iter().collect();
     let mut endpoints = vec![Endpoint::internet(IpAddr::V4(INTERNET))];
     endpoints.extend(plan.externals.iter().map(|e| Endpoint::external(e.name.clone(), host_in(e.cidr, 0))));
     for z in &plan.zones {
@@ -167,6 +171,7 @@ pub fn deployment(plan: &Plan, observed: &Observed, b: &Bindings, ephemeral: Por
             workloads.iter().map(|w| (w.name.clone(), group_ids(&mut w.groups.iter()))).collect()
         };
         for (nth, (name, groups)) in members.into_iter().enumerate() {
+            let groups = if groups.is_empty() { default_group.clone() } else { groups };
             endpoints.push(match subnet {
                 Some(s) => Endpoint {
                     name,
@@ -217,6 +222,31 @@ pub fn deployment(plan: &Plan, observed: &Observed, b: &Bindings, ephemeral: Por
         .filter_map(|id| group_index.get(id.as_str()).copied())
         .collect();
     Deployment { network, intents, planned: (planned_nacls, planned_groups) }
+}
+
+/// The VPC's default security group, found by the name AWS gives it.
+pub fn default_group(observed: &Observed) -> Option<&ObservedSecurityGroup> {
+    observed.security_groups.iter().find(|g| g.name == DEFAULT_GROUP_NAME)
+}
+
+/// The name AWS gives every VPC's default security group.
+pub const DEFAULT_GROUP_NAME: &str = "default";
+
+/// The endpoints a plan leaves to the default group: zones without workloads that no
+/// group names, and workloads that name no group.
+pub fn default_group_members(plan: &Plan) -> Vec<String> {
+    plan.zones
+        .iter()
+        .flat_map(|z| {
+            let workloads: Vec<&PlannedWorkload> = plan.workloads.iter().filter(|w| w.zone == z.name).collect();
+            if workloads.is_empty() {
+                let grouped = plan.security_groups.iter().any(|g| g.zones.contains(&z.name));
+                if grouped { vec![] } else { vec![z.name.clone()] }
+            } else {
+                workloads.iter().filter(|w| w.groups.is_empty()).map(|w| w.name.clone()).collect()
+            }
+        })
+        .collect()
 }
 
 /// Evaluates every intended flow of the plan on a deployment.
@@ -363,6 +393,16 @@ pub fn designed(plan: &Plan) -> (Observed, Bindings) {
             tags: g.tags.clone(),
         });
     }
+    // AWS's default group as every new VPC gets it: all traffic from its own members, all
+    // traffic out. No spec closes it (the baseline check reports it open).
+    let default_id = "sg-default";
+    o.security_groups.push(ObservedSecurityGroup {
+        id: default_id.into(),
+        name: DEFAULT_GROUP_NAME.into(),
+        description: "default VPC security group".into(),
+        rules: vec![default_sg_self_ingress(default_id), crate::model::default_sg_egress()],
+        tags: Default::default(),
+    });
     if plan.internet_gateway.is_some() {
         o.internet_gateways.push(ObservedInternetGateway {
             id: "igw-designed".into(),
@@ -401,6 +441,16 @@ pub fn designed(plan: &Plan) -> (Observed, Bindings) {
         b.route_tables.insert(t.name.clone(), id);
     }
     (o, b)
+}
+
+/// The ingress rule AWS gives a VPC's default group: all traffic from its own members.
+pub fn default_sg_self_ingress(group_id: &str) -> crate::model::SgRule {
+    crate::model::SgRule {
+        direction: Direction::Ingress,
+        protocol: Protocol::All,
+        ports: None,
+        peer: Peer::GroupId(group_id.into()),
+    }
 }
 
 /// The verdicts as a table.
@@ -522,7 +572,9 @@ mod tests {
     }
 
     /// The management and monitoring NACLs have no entries: their own egress denies.
-    /// Monitoring also has no security group in the recipe.
+    /// Monitoring has no security group in the recipe, so it stands for instances in the
+    /// VPC's default group: that group lets everything out, and the app group does not
+    /// admit it.
     #[test]
     fn management_and_monitoring_are_sealed_by_their_own_nacls() {
         let v = verdicts();
@@ -536,8 +588,15 @@ mod tests {
         );
         let snmp = verdict(&v, "monitoring", "app", 161);
         assert!(
-            snmp.blocked_by.iter().any(|b| b == "zone monitoring has no security group for its workloads"),
+            snmp.blocked_by
+                .iter()
+                .any(|b| b == "security group(s) app of app ingress: no rule allows udp/161 from monitoring"),
             "{:?}",
+            snmp.blocked_by
+        );
+        assert!(
+            !snmp.blocked_by.iter().any(|b| b.contains("of monitoring")),
+            "the default group lets it out: {:?}",
             snmp.blocked_by
         );
     }
