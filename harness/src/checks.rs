@@ -55,7 +55,7 @@ use std::collections::BTreeSet;
 
 use crate::bindings::Bindings;
 use crate::capabilities::{Capabilities, Divergence};
-use crate::model::{Direction, MAX_USER_RULE_NUMBER, NaclEntry, Peer, PortRange, SgRule};
+use crate::model::{Direction, MAX_USER_RULE_NUMBER, NaclEntry, Peer, SgRule};
 use crate::observe::{Observed, ObservedNacl};
 use crate::plan::{Plan, RouteTarget};
 use crate::reach::Reachability;
@@ -214,7 +214,7 @@ fn reachability(
         }
         undecided.push(Divergence::DefaultSecurityGroupNoSelfIngress);
     }
-    (crate::reach::analyse(plan, &assumed, bindings, EPHEMERAL), undecided)
+    (crate::reach::analyse(plan, &assumed, bindings), undecided)
 }
 
 /// A finding's resource without the ids in parentheses: `NACL dmz (acl-1) ingress` is
@@ -312,9 +312,6 @@ fn baseline(plan: &Plan, observed: &Observed, b: &Bindings, caps: &Capabilities)
     c.note("the default group, every planned NACL's ingress for tcp/udp 22 and 3389 from the internet, the flow-log group's retention")
         .done()
 }
-
-/// Ephemeral ports the evaluator assumes clients use: AWS's NACL guidance (1024–65535).
-pub const EPHEMERAL: PortRange = PortRange { from: 1024, to: 65535 };
 
 /// The intended flows, evaluated through NACLs, groups and routes (`reach`): each must
 /// pass, except those the spec records as blocked by the design, which must stay blocked.
@@ -1242,7 +1239,7 @@ fn nat_gateways(plan: &Plan, observed: &Observed, b: &Bindings) -> CheckResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Protocol, RuleAction};
+    use crate::model::{PortRange, Protocol, RuleAction};
     use crate::observe::{
         MetricTransformation, NaclAssociation, ObservedAlarm, ObservedFlowLog, ObservedLogGroup, ObservedMetricFilter,
         ObservedRole, ObservedSecurityGroup,
@@ -2011,7 +2008,7 @@ mod tests {
             })
             .unwrap();
         flow.blocked_by_design = None;
-        let c = intent(&plan, &crate::reach::analyse(&plan, &observed, &b, EPHEMERAL));
+        let c = intent(&plan, &crate::reach::analyse(&plan, &observed, &b));
         assert_eq!(c.status, Status::Fail);
         assert_eq!(c.findings.len(), 1);
         assert_eq!(c.findings[0].id, "MS-INTENT-BLOCKED");
@@ -2031,7 +2028,7 @@ mod tests {
                 action: crate::model::RuleAction::Allow,
             },
         );
-        let c = intent(&plan, &crate::reach::analyse(&plan, &observed, &b, EPHEMERAL));
+        let c = intent(&plan, &crate::reach::analyse(&plan, &observed, &b));
         assert!(
             c.findings
                 .iter()
@@ -2041,7 +2038,7 @@ mod tests {
         );
     }
     fn reach_checks(plan: &Plan, o: &Observed, b: &Bindings) -> (CheckResult, CheckResult) {
-        let r = crate::reach::analyse(plan, o, b, EPHEMERAL);
+        let r = crate::reach::analyse(plan, o, b);
         (intent(plan, &r), rule_lint(plan, &r))
     }
 
@@ -2206,7 +2203,7 @@ mod tests {
         assert!(undecided.is_empty());
 
         set_default_group(&mut o, vec![crate::model::default_sg_egress()]);
-        let literal = crate::reach::analyse(&plan, &o, &b, EPHEMERAL);
+        let literal = crate::reach::analyse(&plan, &o, &b);
         assert!(cell(&literal, "management", "monitoring").is_empty(), "taken literally, nothing passes");
         let (assumed, undecided) = reachability(&plan, &o, &b, &emulator_caps_with_empty_default());
         assert!(everything(&assumed));

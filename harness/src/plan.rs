@@ -200,6 +200,11 @@ pub struct IntendedFlow {
     pub blocked_by_design: Option<String>,
 }
 
+/// The source ports clients pick from unless the spec says otherwise: AWS's NACL
+/// guidance, 1024–65535, which covers Linux (32768–60999), Windows (49152–65535), NAT
+/// gateways and load balancers (1024–65535).
+pub const DEFAULT_EPHEMERAL: PortRange = PortRange { from: 1024, to: 65535 };
+
 /// The VPC.
 #[derive(Debug, Clone, Serialize)]
 pub struct PlannedVpc {
@@ -209,6 +214,8 @@ pub struct PlannedVpc {
     pub name: String,
     /// Extra tags.
     pub tags: BTreeMap<String, String>,
+    /// The source ports clients pick from, unless a zone or external names its own.
+    pub ephemeral: PortRange,
 }
 
 /// A zone.
@@ -228,6 +235,8 @@ pub struct PlannedZone {
     pub tier: Option<String>,
     /// Whether the zone must have no route to or from the internet.
     pub isolated: bool,
+    /// The source ports its workloads pick from as clients, when not the VPC's.
+    pub ephemeral: Option<PortRange>,
     /// Extra tags.
     pub tags: BTreeMap<String, String>,
 }
@@ -271,6 +280,8 @@ pub struct PlannedExternal {
     pub name: String,
     /// Address range.
     pub cidr: IpNet,
+    /// The source ports its clients pick from, when not the VPC's.
+    pub ephemeral: Option<PortRange>,
 }
 
 /// A NACL with its entries sorted by direction, then rule number.
@@ -503,6 +514,24 @@ impl Checker<'_> {
         p
     }
 
+    /// An ephemeral range: clients pick source ports from 1 up, never 0.
+    fn ephemeral(&mut self, at: usize, field: &str, ports: Option<&PortsSpec>) -> Option<PortRange> {
+        let p = ports?;
+        let parsed = match p {
+            PortsSpec::Number(_) => None,
+            PortsSpec::Text(t) => PortRange::parse(t).filter(|r| r.from >= 1 && r.from < r.to),
+        };
+        if parsed.is_none() {
+            self.problem(
+                Some(at),
+                field,
+                p,
+                "not an ascending port range within 1-65535 (e.g. \"32768-60999\"; \"1024-65535\" covers every client)",
+            );
+        }
+        parsed
+    }
+
     fn ports(
         &mut self,
         at: usize,
@@ -545,6 +574,10 @@ impl Plan {
         let mut c = Checker { source, problems: Vec::new() };
 
         let vpc_cidr = c.ipv4(spec.vpc.cidr.span().start, "vpc.cidr", spec.vpc.cidr.get_ref());
+        let ephemeral = match &spec.vpc.ephemeral_ports {
+            Some(p) => c.ephemeral(p.span().start, "vpc.ephemeral_ports", Some(p.get_ref())),
+            None => Some(DEFAULT_EPHEMERAL),
+        };
 
         // Zones: CIDRs inside the VPC, not overlapping, names unique.
         let nacl_names: BTreeSet<&str> = spec.nacls.iter().map(|n| n.get_ref().name.as_str()).collect();
@@ -606,6 +639,7 @@ impl Plan {
             if zone.az.is_empty() || !zone.az.chars().all(|ch| ch.is_ascii_lowercase()) {
                 c.problem(Some(at), format!("{field}.az"), format!("{:?}", zone.az), "an AZ suffix such as \"a\"");
             }
+            let ephemeral = c.ephemeral(at, &format!("{field}.ephemeral_ports"), zone.ephemeral_ports.as_ref());
             if let Some(cidr) = cidr {
                 zones.push(PlannedZone {
                     name: zone.name.clone(),
@@ -616,6 +650,7 @@ impl Plan {
                     tier: zone.tier.clone(),
                     isolated: zone.isolated,
                     tags: zone.tags.clone(),
+                    ephemeral,
                 });
             }
         }
@@ -696,7 +731,12 @@ impl Plan {
                             format!("overlaps the VPC's {vpc}; an external lies outside the VPC"),
                         );
                     }
-                    externals.push(PlannedExternal { name: ext.name.clone(), cidr });
+                    let ephemeral = c.ephemeral(
+                        at,
+                        &format!("externals[{}].ephemeral_ports", ext.name),
+                        ext.ephemeral_ports.as_ref(),
+                    );
+                    externals.push(PlannedExternal { name: ext.name.clone(), cidr, ephemeral });
                 }
                 Err(_) => c.problem(
                     Some(at),
@@ -1125,6 +1165,7 @@ impl Plan {
                 cidr: vpc_cidr.expect("no problems means the VPC CIDR parsed"),
                 name: spec.vpc.name.clone(),
                 tags: spec.vpc.tags.clone(),
+                ephemeral: ephemeral.expect("no problems means the ephemeral range parsed"),
             },
             internet_gateway: spec.internet_gateway.as_ref().map(|i| i.name.clone()),
             zones,

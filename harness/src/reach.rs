@@ -69,7 +69,7 @@ pub struct Deployment {
 /// Reads a deployment into the engine's model. NACLs and groups are named by the plan's
 /// logical names where bound, else by id. A zone whose subnet is not found becomes an
 /// endpoint that blocks everything, with the reason.
-pub fn deployment(plan: &Plan, observed: &Observed, b: &Bindings, ephemeral: PortRange) -> Deployment {
+pub fn deployment(plan: &Plan, observed: &Observed, b: &Bindings) -> Deployment {
     let nacl_names: BTreeMap<&str, &str> = b.nacls.iter().map(|(k, v)| (v.as_str(), k.as_str())).collect();
     let nacls: Vec<Nacl> = observed
         .nacls
@@ -158,7 +158,11 @@ pub fn deployment(plan: &Plan, observed: &Observed, b: &Bindings, ephemeral: Por
     let default_group: BTreeSet<usize> =
         default_group(observed).and_then(|g| group_index.get(g.id.as_str()).copied()).into_iter().collect();
     let mut endpoints = vec![Endpoint::internet(IpAddr::V4(INTERNET))];
-    endpoints.extend(plan.externals.iter().map(|e| Endpoint::external(e.name.clone(), host_in(e.cidr, 0))));
+    endpoints.extend(
+        plan.externals
+            .iter()
+            .map(|e| Endpoint { ephemeral: e.ephemeral, ..Endpoint::external(e.name.clone(), host_in(e.cidr, 0)) }),
+    );
     for z in &plan.zones {
         let subnet = b.zones.get(&z.name).and_then(|id| observed.subnet(id));
         let workloads: Vec<&PlannedWorkload> = plan.workloads.iter().filter(|w| w.zone == z.name).collect();
@@ -182,6 +186,7 @@ pub fn deployment(plan: &Plan, observed: &Observed, b: &Bindings, ephemeral: Por
                     groups,
                     internet_route: observed.route_table_of_subnet(&s.id).and_then(internet_route),
                     problems: vec![],
+                    ephemeral: z.ephemeral,
                 },
                 None => Endpoint {
                     name,
@@ -192,11 +197,12 @@ pub fn deployment(plan: &Plan, observed: &Observed, b: &Bindings, ephemeral: Por
                     groups,
                     internet_route: None,
                     problems: vec![format!("zone {}: no subnet found in the deployment", z.name)],
+                    ephemeral: z.ephemeral,
                 },
             });
         }
     }
-    let network = Network { nacls, groups, endpoints, ephemeral };
+    let network = Network { nacls, groups, endpoints, ephemeral: plan.vpc.ephemeral };
     let index =
         |e: &FlowEnd| network.endpoint(&e.to_string()).expect("every flow end is a planned endpoint or the internet");
     let intents = plan
@@ -250,8 +256,8 @@ pub fn default_group_members(plan: &Plan) -> Vec<String> {
 }
 
 /// Evaluates every intended flow of the plan on a deployment.
-pub fn evaluate_intent(plan: &Plan, observed: &Observed, b: &Bindings, ephemeral: PortRange) -> Vec<FlowVerdict> {
-    let d = deployment(plan, observed, b, ephemeral);
+pub fn evaluate_intent(plan: &Plan, observed: &Observed, b: &Bindings) -> Vec<FlowVerdict> {
+    let d = deployment(plan, observed, b);
     plan.intent
         .iter()
         .zip(&d.intents)
@@ -276,8 +282,8 @@ pub struct Reachability {
 }
 
 /// The intents, the matrix, the unintended traffic and the rule lint of a deployment.
-pub fn analyse(plan: &Plan, observed: &Observed, b: &Bindings, ephemeral: PortRange) -> Reachability {
-    let d = deployment(plan, observed, b, ephemeral);
+pub fn analyse(plan: &Plan, observed: &Observed, b: &Bindings) -> Reachability {
+    let d = deployment(plan, observed, b);
     let a = matrix::analyse(&d.network, &d.intents);
     let lint = d
         .planned
@@ -528,7 +534,7 @@ mod tests {
     fn verdicts() -> Vec<FlowVerdict> {
         let plan = recipe();
         let (o, b) = designed(&plan);
-        evaluate_intent(&plan, &o, &b, PortRange { from: 1024, to: 65535 })
+        evaluate_intent(&plan, &o, &b)
     }
 
     fn verdict<'a>(v: &'a [FlowVerdict], from: &str, to: &str, port: u16) -> &'a FlowVerdict {
@@ -539,6 +545,38 @@ mod tests {
                     && x.flow.ports.map(|p| p.from) == Some(port)
             })
             .unwrap_or_else(|| panic!("no intended flow {from} → {to} /{port}"))
+    }
+
+    /// The hardened recipe's web NACL admits replies from app on 1024-65535 (#140) before
+    /// denying the VPC (#145). Narrowed to 32768-65535, it serves only clients that pick
+    /// their source ports there: by default (1024-65535) web → app 8080 dies on port 1024,
+    /// which #145 denies; once the spec says web's workloads use Linux's 32768-60999, the
+    /// flow passes; the VPC-wide setting does the same for every client; and another
+    /// zone's range changes nothing for web.
+    #[test]
+    fn replies_must_reach_the_clients_own_ephemeral_range() {
+        let (s, src) = spec::load("recipe-hardened").unwrap();
+        let mut plan = Plan::from_spec(&s, &src).unwrap();
+        let web = plan.nacls.iter_mut().find(|n| n.name == "web").unwrap();
+        let e = web.entries.iter_mut().find(|e| e.rule_number == 140 && e.direction == Direction::Ingress).unwrap();
+        e.ports = Some(PortRange { from: 32768, to: 65535 });
+        let web_to_app = |plan: &Plan| {
+            let (o, b) = designed(plan);
+            verdict(&evaluate_intent(plan, &o, &b), "web", "app", 8080).clone()
+        };
+        let x = web_to_app(&plan);
+        assert!(!x.allowed);
+        assert_eq!(x.blocked_by, ["web NACL ingress: rule #145 denies tcp/1024 from 10.0.3.10"]);
+
+        let linux = PortRange { from: 32768, to: 60999 };
+        plan.zones.iter_mut().find(|z| z.name == "app").unwrap().ephemeral = Some(linux);
+        assert!(!web_to_app(&plan).allowed, "app's range is not web's");
+        plan.zones.iter_mut().find(|z| z.name == "web").unwrap().ephemeral = Some(linux);
+        assert!(web_to_app(&plan).allowed, "{:?}", web_to_app(&plan).blocked_by);
+
+        plan.zones.iter_mut().for_each(|z| z.ephemeral = None);
+        plan.vpc.ephemeral = linux;
+        assert!(web_to_app(&plan).allowed);
     }
 
     /// Worked by hand from the recipe's entries: the DMZ admits 80/443 from anywhere and

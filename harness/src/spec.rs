@@ -211,6 +211,11 @@ pub struct VpcSpec {
     /// Extra tags.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// The source ports clients pick from (`"32768-60999"`), unless a zone or an
+    /// external names its own: replies to every one of them must pass the NACLs.
+    /// Default `"1024-65535"`, AWS's NACL guidance, which covers every client.
+    #[serde(default)]
+    pub ephemeral_ports: Option<Spanned<PortsSpec>>,
 }
 
 /// The internet gateway.
@@ -248,6 +253,9 @@ pub struct ZoneSpec {
     /// Extra tags on the subnet.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// The source ports the zone's workloads pick from as clients, when not the VPC's.
+    #[serde(default)]
+    pub ephemeral_ports: Option<PortsSpec>,
 }
 
 /// A NAT gateway and its Elastic IP.
@@ -282,6 +290,9 @@ pub struct ExternalSpec {
     pub name: String,
     /// Its address range.
     pub cidr: String,
+    /// The source ports its clients pick from, when not the VPC's.
+    #[serde(default)]
+    pub ephemeral_ports: Option<PortsSpec>,
 }
 
 fn default_az() -> String {

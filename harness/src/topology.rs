@@ -452,7 +452,7 @@ mod tests {
         let (s, src) = spec::load("recipe").unwrap();
         let plan = Plan::from_spec(&s, &src).unwrap();
         let (o, b) = crate::reach::designed(&plan);
-        let r = crate::reach::analyse(&plan, &o, &b, crate::checks::EPHEMERAL);
+        let r = crate::reach::analyse(&plan, &o, &b);
         (topology(&plan, &o, &b), r)
     }
 

@@ -57,6 +57,9 @@ impl Counter {
 #[case::nat_in_unknown_zone(&format!("{BASE}[internet_gateway]\nname = \"i\"\n[[nat_gateways]]\nname = \"n\"\nzone = \"ghost\"\ntag_name = \"n\"\n"), "spec.toml:17", "nat_gateways[n].zone = \"ghost\": no zone of that name")]
 #[case::nat_without_internet_gateway(&format!("{BASE}[[nat_gateways]]\nname = \"n\"\nzone = \"a\"\ntag_name = \"n\"\n"), "spec.toml:15", "nat_gateways[n] = \"n\": a NAT gateway reaches the internet only through an internet gateway")]
 #[case::route_to_unknown_nat(&format!("{BASE}[[route_tables]]\nname = \"r\"\ntag_name = \"r\"\nzones = [\"a\"]\nroutes = [{{ destination = \"0.0.0.0/0\", target = \"nat-gateway\", nat_gateway = \"ghost\" }}]\n"), "spec.toml:15", "route_tables[r].routes[0].nat_gateway = \"ghost\": no NAT gateway of that name")]
+#[case::ephemeral_from_port_zero(&BASE.replace("name = \"v\"\n", "name = \"v\"\nephemeral_ports = \"0-65535\"\n"), "spec.toml:7", "vpc.ephemeral_ports = \"0-65535\": not an ascending port range within 1-65535")]
+#[case::ephemeral_inverted(&format!("{BASE}[[zones]]\nname = \"b\"\ncidr = \"10.0.2.0/24\"\nsubnet_name = \"b\"\nnacl = \"a\"\nephemeral_ports = \"65535-32768\"\n"), "spec.toml:15", "zones[b].ephemeral_ports = \"65535-32768\"")]
+#[case::ephemeral_one_port(&format!("{BASE}[[externals]]\nname = \"office\"\ncidr = \"203.0.113.0/24\"\nephemeral_ports = 443\n"), "spec.toml:15", "externals[office].ephemeral_ports = 443")]
 #[case::external_inside_the_vpc(&format!("{BASE}[[externals]]\nname = \"office\"\ncidr = \"10.0.200.0/24\"\n"), "spec.toml:15", "externals[office].cidr = \"10.0.200.0/24\": overlaps the VPC's 10.0.0.0/16")]
 #[case::workload_in_unknown_group(&format!("{BASE}[[workloads]]\nname = \"w\"\nzone = \"a\"\ngroups = [\"ghost\"]\n"), "spec.toml:15", "workloads[w].groups = \"ghost\": no security group of that name")]
 fn bad_spec_is_refused_before_any_call(#[case] text: &str, #[case] location: &str, #[case] message: &str) {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use microseg_harness::plan::Plan;
-use microseg_harness::{checks, reach, spec, topology};
+use microseg_harness::{reach, spec, topology};
 
 fn chromium() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -33,7 +33,7 @@ fn render(browser: &Path, dir: &Path, scenario: &str) -> PathBuf {
     let (s, src) = spec::load(scenario).unwrap();
     let plan = Plan::from_spec(&s, &src).unwrap();
     let (observed, bindings) = reach::designed(&plan);
-    let r = reach::analyse(&plan, &observed, &bindings, checks::EPHEMERAL);
+    let r = reach::analyse(&plan, &observed, &bindings);
     let t = topology::topology(&plan, &observed, &bindings);
     let page = topology::html(&format!("microseg · {scenario} as designed"), &t, Some(&r), &[]);
     let (html, shot) = (dir.join(format!("{scenario}.html")), dir.join(format!("{scenario}.png")));

@@ -211,6 +211,9 @@ pub struct Endpoint {
     /// Why it cannot be evaluated (its subnet is missing, say); every flow to or from it
     /// is then blocked with these reasons.
     pub problems: Vec<String>,
+    /// The source ports it picks from as a client, where they differ from the network's
+    /// [`Network::ephemeral`] (Linux hosts use 32768–60999, say).
+    pub ephemeral: Option<PortRange>,
 }
 
 impl Endpoint {
@@ -230,6 +233,7 @@ impl Endpoint {
             groups: BTreeSet::new(),
             internet_route: None,
             problems: vec![],
+            ephemeral: None,
         }
     }
 
@@ -248,7 +252,8 @@ pub struct Network {
     pub groups: Vec<Group>,
     /// Endpoints.
     pub endpoints: Vec<Endpoint>,
-    /// Ports a client picks its source port from: replies must reach all of them.
+    /// Ports a client picks its source port from, unless the client says otherwise
+    /// ([`Endpoint::ephemeral`]): replies must reach all of them.
     pub ephemeral: PortRange,
 }
 

@@ -85,9 +85,10 @@ pub fn group_ports(net: &Network, me: &Endpoint, dir: Direction, class: Protocol
     )
 }
 
-/// The reply range for `class`: the ephemeral ports, or "every port" for portless traffic.
-pub fn reply_ports(net: &Network, class: ProtocolClass) -> PortRange {
-    if class.has_ports() { net.ephemeral } else { PortRange::ALL }
+/// The reply range for `class` to `client`: its ephemeral ports (the network's unless it
+/// names its own), or "every port" for portless traffic.
+pub fn reply_ports(net: &Network, client: &Endpoint, class: ProtocolClass) -> PortRange {
+    if class.has_ports() { client.ephemeral.unwrap_or(net.ephemeral) } else { PortRange::ALL }
 }
 
 /// Which destination ports of `class` a connection from `client` to `server` can use.
@@ -104,7 +105,7 @@ pub fn allowed_ports(net: &Network, client: usize, server: usize, class: Protoco
     if s.internet && c.internet_route.is_none() {
         return PortSet::empty();
     }
-    let reply = reply_ports(net, class);
+    let reply = reply_ports(net, c, class);
     let crosses = !c.same_subnet(s);
     let reply_ok = |n: Option<usize>, dir, peer: IpAddr, ports: PortRange| {
         n.is_none_or(|n| nacl_ports(&net.nacls[n], dir, class, peer).contains_range(ports))
@@ -254,7 +255,7 @@ pub fn trace(net: &Network, client: usize, server: usize, class: ProtocolClass, 
     let mut steps: Vec<Step> =
         c.problems.iter().chain(&s.problems).map(|p| Step { passes: false, text: p.clone() }).collect();
     let request = if class.has_ports() { PortRange::single(port) } else { PortRange::ALL };
-    let reply = reply_ports(net, class);
+    let reply = reply_ports(net, c, class);
     if !c.same_subnet(s) {
         if let Some(n) = c.nacl {
             steps.push(nacl_step(&c.name, &net.nacls[n], Direction::Egress, class, s.addr, request));

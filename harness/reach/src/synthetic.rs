@@ -126,6 +126,7 @@ pub fn network(size: Size, seed: u64) -> Network {
             internet_route: (i % 4 == 0)
                 .then(|| InternetRoute::Gateway { route: "0.0.0.0/0 → igw-synthetic".into() }),
             problems: vec![],
+            ephemeral: None,
         })
         .collect();
     endpoints.push(Endpoint::internet(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10))));

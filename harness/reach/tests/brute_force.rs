@@ -2,8 +2,9 @@
 //!
 //! The enumerator knows nothing of port sets: it takes one packet at a time, finds each
 //! NACL's deciding entry as the lowest-numbered matching one, tries every ephemeral port
-//! for the reply, and looks for any group rule that matches. Random rules only use ports
-//! below 64 or ranges that run to 65535 (ephemeral range 40-63), so every port from 64 up
+//! for the reply (the client's own range where it names one), and looks for any group
+//! rule that matches. Random rules only use ports below 64 or ranges that run to 65535
+//! (ephemeral range 40-63; a zone's own 40-50 or 52-63), so every port from 64 up
 //! behaves like 64: the enumerator tries 0-70 and 65535. Zones route to the internet
 //! directly, through a NAT gateway in some zone's subnet, or not at all, and two zones
 //! sometimes share a subnet.
@@ -57,6 +58,12 @@ fn arb_ports() -> impl Strategy<Value = Option<PortRange>> {
         // Open-ended ranges (`40-65535`) tell replies to the NAT (1024-65535) apart from
         // replies to clients (40-63) while every port from 64 up still behaves alike.
         1 => (0u16..64).prop_map(|a| Some(PortRange { from: a, to: 65535 })),
+        // Ranges on the zones' own ephemeral edges (40-50, 52-63), so that replies to a
+        // zone's range and to the network's range are often decided differently.
+        1 => prop_oneof![Just(40u16), Just(51), Just(52)]
+            .prop_flat_map(|a| prop_oneof![Just(50u16), Just(63)].prop_map(move |b| (a, b)))
+            .prop_filter("ascending", |(a, b)| a <= b)
+            .prop_map(|(a, b)| Some(PortRange { from: a, to: b })),
     ]
 }
 
@@ -138,8 +145,17 @@ fn arb_network() -> impl Strategy<Value = Network> {
         // Route kinds: none, internet gateway, NAT gateway (weighted to exercise NATs).
         prop::collection::vec(prop_oneof![1 => Just(0u8), 2 => Just(1u8), 2 => Just(2u8)], 3),
         (0usize..3, prop::bool::weighted(0.3)),
+        // A zone's own ephemeral range, inside the network's 40-63, or the network's.
+        prop::collection::vec(
+            prop_oneof![
+                2 => Just(None),
+                1 => Just(Some(PortRange { from: 40, to: 50 })),
+                1 => Just(Some(PortRange { from: 52, to: 63 })),
+            ],
+            3,
+        ),
     )
-        .prop_map(|(nacls, groups, members, routes, (nat_at, shared))| {
+        .prop_map(|(nacls, groups, members, routes, (nat_at, shared), ephemeral)| {
             let groups = groups
                 .into_iter()
                 .enumerate()
@@ -166,6 +182,7 @@ fn arb_network() -> impl Strategy<Value = Network> {
                     let home = if shared && i == 1 { 0 } else { i };
                     let mut z = zone(name, addr, home, &[], routes[i] == 1);
                     z.groups = members[i].clone();
+                    z.ephemeral = ephemeral[i];
                     z
                 })
                 .collect();
@@ -257,7 +274,8 @@ fn packet_passes(net: &Network, i: usize, j: usize, class: ProtocolClass, port: 
     let nacl = |z: &Endpoint, entries: &[NaclEntry], dir, peer, p| {
         !apart || z.nacl.is_none() || nacl_passes(entries, dir, proto, peer, p)
     };
-    let replies: Vec<u16> = if has_ports { (EPHEMERAL.from..=EPHEMERAL.to).collect() } else { vec![0] };
+    let range = c.ephemeral.unwrap_or(EPHEMERAL);
+    let replies: Vec<u16> = if has_ports { (range.from..=range.to).collect() } else { vec![0] };
     // Every port from 64 up behaves like 64, so the NAT's 1024-65535 is one port here.
     let nat_replies: Vec<u16> = if has_ports { vec![1024, 65535] } else { vec![0] };
     let nat_ok = match (&c.internet_route, s.internet) {

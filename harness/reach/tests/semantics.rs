@@ -105,6 +105,27 @@ fn replies_need_every_ephemeral_port_on_both_nacls() {
 }
 
 #[test]
+fn a_clients_own_ephemeral_range_decides_its_replies_and_the_servers_does_not() {
+    // As above, b returns only 1024-32767 to a. The network keeps the default range; the
+    // client a naming 1024-32767 as its own is enough, and the server's range is beside
+    // the point (b picks no source port for a connection it accepts).
+    let b = vec![
+        entry(100, "in", "tcp", "443", "10.0.1.0/24", "allow"),
+        entry(100, "out", "tcp", "1024-32767", "10.0.1.0/24", "allow"),
+    ];
+    let mut net = pair(open_nacl(), b, open_groups());
+    net.endpoints[1].ephemeral = Some(PortRange { from: 1024, to: 32767 });
+    assert!(allowed_ports(&net, 0, 1, TCP).is_empty(), "the server's range must not count");
+    net.endpoints[0].ephemeral = Some(PortRange { from: 1024, to: 32767 });
+    assert_eq!(allowed_ports(&net, 0, 1, TCP).to_string(), "443");
+    // The network's range no longer matters for this client, even when it is narrower.
+    net.ephemeral = PortRange { from: 40000, to: 40000 };
+    net.endpoints[0].ephemeral = Some(PortRange { from: 32768, to: 32768 });
+    let why: Vec<String> = trace(&net, 0, 1, TCP, 443).into_iter().filter(|s| !s.passes).map(|s| s.text).collect();
+    assert_eq!(why, ["b NACL egress: no entry matches tcp/32768 to 10.0.1.10, default deny"]);
+}
+
+#[test]
 fn groups_are_stateful_and_need_egress_on_one_side_and_ingress_on_the_other() {
     // b admits tcp/5432 from group a; b has no egress rule at all; a may send anything.
     // a → b on 5432 passes (b's reply rides connection tracking). b → a passes nothing:

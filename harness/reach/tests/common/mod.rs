@@ -69,5 +69,6 @@ pub fn zone(name: &str, addr: &str, nacl: usize, groups: &[usize], internet_rout
         groups: groups.iter().copied().collect::<BTreeSet<_>>(),
         internet_route: internet_route.then(|| InternetRoute::Gateway { route: "0.0.0.0/0 → igw-test".into() }),
         problems: vec![],
+        ephemeral: None,
     }
 }
