@@ -217,3 +217,100 @@ async fn eight_runs_of_four_designs_at_once_keep_apart_and_leave_nothing() {
         assert!(inventory_of(&clients, &r.run_id).await.is_empty(), "{} left resources", r.run_id);
     }
 }
+
+/// A NAT gateway the gate did not make, created as many templates do: without
+/// `ConnectivityType`. AWS then reports its default, `public`; LocalStack reports the
+/// literal `None` (divergence `nat-connectivity-type-echoed`). The gate takes it as
+/// public, so the NAT flows pass as the design says, and `intent` says it could not
+/// decide that instead of passing silently. The swap is made behind the tool's back:
+/// each of a kept run's NAT gateways is replaced by one in the same subnet with a fresh
+/// Elastic IP, carrying its tags, and its routes re-pointed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_nat_gateway_without_connectivity_type_is_taken_as_public_and_named() {
+    use aws_sdk_ec2::types::{DomainType, ResourceType, TagSpecification};
+
+    let (clients, _, _) = shared().await;
+    let source = Source::Builtin("three-tier", "hardened");
+    let mut args: Vec<String> = ["run", "--quiet", "--keep", "--format", "json"].map(String::from).to_vec();
+    args.extend(source.args());
+    let out = microseg(&args);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let run_id = RunId::parse(report["run_id"].as_str().unwrap()).unwrap();
+    let _sweep_however_it_ends = SweepOnDrop::new(&clients, &run_id);
+    assert_eq!(out.status.code(), Some(exit::PASS), "{}", text(&out));
+    let bindings = &report["bindings"];
+    let vpc = bindings["vpc_id"].as_str().unwrap().to_string();
+    let ec2 = &clients.ec2;
+
+    let nats = bindings["nat_gateways"].as_object().unwrap();
+    assert!(!nats.is_empty(), "three-tier hardened has NAT gateways");
+    for old in nats.values().map(|v| v.as_str().unwrap()) {
+        let found = ec2.describe_nat_gateways().nat_gateway_ids(old).send().await.unwrap();
+        let nat = &found.nat_gateways()[0];
+        assert_eq!(nat.connectivity_type().map(|c| c.as_str()), Some("public"), "microseg's own says public");
+        let tags = nat.tags().to_vec();
+        let address = ec2
+            .allocate_address()
+            .domain(DomainType::Vpc)
+            .tag_specifications(
+                TagSpecification::builder().resource_type(ResourceType::ElasticIp).set_tags(Some(tags.clone())).build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        ec2.delete_nat_gateway().nat_gateway_id(old).send().await.unwrap();
+        let made = ec2
+            .create_nat_gateway()
+            .subnet_id(nat.subnet_id().unwrap())
+            .allocation_id(address.allocation_id().unwrap())
+            .tag_specifications(
+                TagSpecification::builder().resource_type(ResourceType::Natgateway).set_tags(Some(tags)).build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let new = made.nat_gateway().unwrap();
+        assert_eq!(
+            new.connectivity_type().map(|c| c.as_str()),
+            Some("None"),
+            "the divergence this test is about: if LocalStack now reports public, the special case can go"
+        );
+        let tables = ec2
+            .describe_route_tables()
+            .filters(aws_sdk_ec2::types::Filter::builder().name("route.nat-gateway-id").values(old).build())
+            .send()
+            .await
+            .unwrap();
+        assert!(!tables.route_tables().is_empty(), "some table routes through {old}");
+        for t in tables.route_tables() {
+            for r in t.routes().iter().filter(|r| r.nat_gateway_id() == Some(old)) {
+                ec2.replace_route()
+                    .route_table_id(t.route_table_id().unwrap())
+                    .destination_cidr_block(r.destination_cidr_block().unwrap())
+                    .nat_gateway_id(new.nat_gateway_id().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    let mut gate: Vec<String> =
+        ["validate", "--quiet", "--vpc-id", &vpc, "--format", "json"].map(String::from).to_vec();
+    gate.extend(source.args());
+    let judged = microseg(&gate);
+    assert_eq!(judged.status.code(), Some(exit::PASS), "{}", text(&judged));
+    let doc: Value = serde_json::from_slice(&judged.stdout).unwrap();
+    let checks = doc["validate"]["checks"].as_array().unwrap();
+    let check = |id: &str| checks.iter().find(|c| c["id"] == id).unwrap_or_else(|| panic!("no check {id}"));
+    assert_eq!(check("nat-gateways")["status"], "pass", "{}", check("nat-gateways"));
+    let intent = check("intent");
+    assert_eq!(intent["status"], "divergence", "{intent}");
+    assert_eq!(intent["divergences"], serde_json::json!(["nat-connectivity-type-echoed"]), "{intent}");
+    let (passing, of) = counts(intent["note"].as_str().unwrap());
+    assert_eq!((passing, of), counts(&designed_intent_note(source)), "the NAT flows pass, as designed");
+
+    let swept = sweep::sweep(&clients, &Selection::Run(run_id.clone())).await.unwrap();
+    assert!(swept.leftovers.is_empty(), "{:?}", swept.leftovers);
+    assert!(inventory_of(&clients, &run_id).await.is_empty());
+}
