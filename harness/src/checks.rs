@@ -557,6 +557,46 @@ fn source_check(
                 c.finding("MS-SOURCE-NACL-ORDER", named("NACL", nacl, id), list(&want), list(&got));
             }
         }
+        "no-admin-from-anywhere" => {
+            // The source matches only rules whose FromPort or ToPort is 22 or 3389; a range
+            // holding them (0-65535, protocol -1) admits them just as well, so it counts.
+            for g in &observed.security_groups {
+                for r in g.rules.iter().filter(|r| r.direction == Direction::Ingress) {
+                    let Peer::Cidr(cidr) = &r.peer else { continue };
+                    if cidr.prefix_len() != 0 || !ProtocolClass::Tcp.matched_by(r.protocol) {
+                        continue;
+                    }
+                    let ports = ProtocolClass::Tcp.rule_ports(r.protocol, r.ports);
+                    for (port, what) in [(22u16, "SSH"), (3389, "RDP")].into_iter().filter(|(p, _)| ports.contains(*p))
+                    {
+                        c.finding(
+                            "MS-SOURCE-ADMIN-FROM-ANYWHERE",
+                            format!(
+                                "{} tcp/{port}",
+                                named("security group", b.group_name_of(&g.id).unwrap_or(&g.name), Some(&g.id))
+                            ),
+                            format!("no {what} access from anywhere"),
+                            format!("admitted by {r}"),
+                        );
+                    }
+                }
+            }
+        }
+        "no-subnet-on-default-nacl" => {
+            // Every VPC has a default NACL, so the source's test ("is there one?") flags
+            // every VPC; what it guards against is a subnet left on it.
+            for s in &observed.subnets {
+                if let Some(n) = observed.nacl_of_subnet(&s.id).filter(|n| n.is_default) {
+                    let zone = b.zones.iter().find(|(_, id)| **id == s.id).map_or(s.id.as_str(), |(z, _)| z.as_str());
+                    c.finding(
+                        "MS-SOURCE-DEFAULT-NACL-IN-USE",
+                        named("subnet", zone, Some(&s.id)),
+                        "associated with a custom NACL",
+                        format!("on the VPC's default NACL ({})", n.id),
+                    );
+                }
+            }
+        }
         _ => {}
     }
     c.done()
@@ -1502,6 +1542,62 @@ mod tests {
                 assert_eq!((c.status, c.findings.len()), (want, 0), "{name}: {c:?}");
             }
         }
+    }
+
+    /// The microservices document's own audit, run on its design: the cache subnet sits
+    /// on the default NACL (recorded in the as-written spec, gone in the hardened one);
+    /// no group admits SSH or RDP from anywhere until one is made to, by a range that
+    /// holds 22 and 3389 (which the source's FromPort/ToPort test would miss) or by
+    /// protocol -1; 443 from anywhere and SSH from the office range stay fine.
+    #[test]
+    fn the_microservices_audit_flags_default_nacl_use_and_admin_ports_from_anywhere() {
+        let load = |name: &str| {
+            let (s, src) = spec::load(name).unwrap();
+            Plan::from_spec(&s, &src).unwrap()
+        };
+        let audit = |plan: &Plan, o: &Observed, b: &Bindings, id: &str| -> Vec<(String, String)> {
+            let sc = plan.source_checks.iter().find(|s| s.id == id).unwrap();
+            source_check(sc, plan, o, b, &Capabilities::aws())
+                .findings
+                .into_iter()
+                .map(|f| (f.id, without_ids(&f.resource)))
+                .collect()
+        };
+        let plan = load("microservices");
+        let (mut o, b) = deployed(&plan);
+        assert_eq!(
+            audit(&plan, &o, &b, "microservices-audit-network-acls"),
+            [("MS-SOURCE-DEFAULT-NACL-IN-USE".to_string(), "subnet cache-net".to_string())]
+        );
+        assert!(audit(&plan, &o, &b, "microservices-audit-security-groups").is_empty());
+        let hardened = load("microservices-hardened");
+        let (ho, hb) = deployed(&hardened);
+        assert!(audit(&hardened, &ho, &hb, "microservices-audit-network-acls").is_empty());
+
+        let anywhere = |protocol, ports| SgRule {
+            direction: Direction::Ingress,
+            protocol,
+            ports,
+            peer: Peer::Cidr("0.0.0.0/0".parse().unwrap()),
+        };
+        let db = o.security_groups.iter_mut().find(|g| Some(&g.id) == b.security_groups.get("db")).unwrap();
+        db.rules.push(anywhere(Protocol::Tcp, Some(PortRange::single(443))));
+        assert!(audit(&plan, &o, &b, "microservices-audit-security-groups").is_empty(), "443 is no admin port");
+        let db = o.security_groups.iter_mut().find(|g| Some(&g.id) == b.security_groups.get("db")).unwrap();
+        db.rules.push(anywhere(Protocol::Tcp, Some(PortRange { from: 1, to: 65535 })));
+        let cache = o.security_groups.iter_mut().find(|g| Some(&g.id) == b.security_groups.get("cache")).unwrap();
+        cache.rules.push(anywhere(Protocol::All, None));
+        let found: Vec<String> =
+            audit(&plan, &o, &b, "microservices-audit-security-groups").into_iter().map(|(_, r)| r).collect();
+        assert_eq!(
+            found,
+            [
+                "security group db tcp/22",
+                "security group db tcp/3389",
+                "security group cache tcp/22",
+                "security group cache tcp/3389"
+            ]
+        );
     }
 
     #[test]

@@ -342,6 +342,19 @@ pub const CATALOGUE: &[FindingKind] = &[
         FLOW.1,
         FLOW.2,
     ),
+    mapped(
+        "MS-SOURCE-ADMIN-FROM-ANYWHERE",
+        "the source's own audit: a group admits SSH or RDP from anywhere",
+        "Admit 22 and 3389 only from the administrators' range or a bastion's group.",
+        Some("INCOMING_SSH_DISABLED"),
+        Some("ec2_securitygroup_allow_ingress_from_internet_to_tcp_port_22"),
+        Some("CKV_AWS_24"),
+    ),
+    kind(
+        "MS-SOURCE-DEFAULT-NACL-IN-USE",
+        "the source's own audit: a subnet is left on the VPC's default NACL",
+        "Associate the subnet with its zone's custom NACL. See MS-ASSOC-*.",
+    ),
     kind("MS-SOURCE-GROUP-REFERENCE", "the source's own validation: a group reference is missing", "See MS-SG-*."),
     mapped(
         "MS-SOURCE-NACL-ASSOCIATIONS",

@@ -1109,12 +1109,13 @@ impl Plan {
                 "flow-log-active" => &[],
                 "routes" => &["zone"],
                 "nacl-order" => &["nacl"],
+                "no-admin-from-anywhere" | "no-subnet-on-default-nacl" => &[],
                 other => {
                     c.problem(
                         at,
                         format!("{field}.kind"),
                         format!("{other:?}"),
-                        "one of nacl-associations, group-references, flow-log-active, routes, nacl-order",
+                        "one of nacl-associations, group-references, flow-log-active, routes, nacl-order, no-admin-from-anywhere, no-subnet-on-default-nacl",
                     );
                     &[]
                 }

@@ -94,7 +94,8 @@ pub struct SourceCheckSpec {
     pub id: String,
     /// What the source's step says.
     pub title: String,
-    /// `nacl-associations`, `group-references`, `flow-log-active`, `routes` or `nacl-order`.
+    /// `nacl-associations`, `group-references`, `flow-log-active`, `routes`, `nacl-order`,
+    /// `no-admin-from-anywhere` or `no-subnet-on-default-nacl`.
     pub kind: String,
     /// The zone the step looks at.
     #[serde(default)]
