@@ -266,7 +266,7 @@ fn expected(plan: &Plan, mut r: CheckResult) -> CheckResult {
 fn baseline(plan: &Plan, observed: &Observed, b: &Bindings, caps: &Capabilities) -> CheckResult {
     let mut c =
         Check::new("baseline", "default group closed, no SSH/RDP from the internet in NACLs, log retention set");
-    if let Some(g) = observed.security_groups.iter().find(|g| g.name == "default") {
+    if let Some(g) = crate::reach::default_group(observed) {
         if !g.rules.is_empty() {
             c.finding(
                 "MS-DEFAULT-SG-OPEN",

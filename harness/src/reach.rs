@@ -26,7 +26,7 @@ use crate::observe::{
     NaclAssociation, Observed, ObservedInternetGateway, ObservedNacl, ObservedNatGateway, ObservedRoute,
     ObservedRouteTable, ObservedSecurityGroup, ObservedSubnet, ObservedVpc,
 };
-use crate::plan::{FlowEnd, IntendedFlow, Plan, PlannedWorkload, RouteTarget};
+use crate::plan::{FlowEnd, IntendedFlow, Plan, PlannedWorkload, PlannedZone, RouteTarget};
 
 /// The address that stands for "the internet".
 pub const INTERNET: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
@@ -163,19 +163,11 @@ pub fn deployment(plan: &Plan, observed: &Observed, b: &Bindings) -> Deployment 
             .iter()
             .map(|e| Endpoint { ephemeral: e.ephemeral, ..Endpoint::external(e.name.clone(), host_in(e.cidr, 0)) }),
     );
-    for z in &plan.zones {
+    for (z, members) in members(plan) {
         let subnet = b.zones.get(&z.name).and_then(|id| observed.subnet(id));
-        let workloads: Vec<&PlannedWorkload> = plan.workloads.iter().filter(|w| w.zone == z.name).collect();
-        // A zone with workloads stands for each of them; otherwise for its own members.
-        let members: Vec<(String, BTreeSet<usize>)> = if workloads.is_empty() {
+        for (nth, (name, group_names)) in members.into_iter().enumerate() {
             let groups =
-                group_ids(&mut plan.security_groups.iter().filter(|g| g.zones.contains(&z.name)).map(|g| &g.name));
-            vec![(z.name.clone(), groups)]
-        } else {
-            workloads.iter().map(|w| (w.name.clone(), group_ids(&mut w.groups.iter()))).collect()
-        };
-        for (nth, (name, groups)) in members.into_iter().enumerate() {
-            let groups = if groups.is_empty() { default_group.clone() } else { groups };
+                if group_names.is_empty() { default_group.clone() } else { group_ids(&mut group_names.into_iter()) };
             endpoints.push(match subnet {
                 Some(s) => Endpoint {
                     name,
@@ -238,20 +230,33 @@ pub fn default_group(observed: &Observed) -> Option<&ObservedSecurityGroup> {
 /// The name AWS gives every VPC's default security group.
 pub const DEFAULT_GROUP_NAME: &str = "default";
 
+/// An endpoint's name and the groups (by name) it is a member of.
+type Member<'a> = (String, Vec<&'a String>);
+
+/// The endpoints each zone stands for: a zone with workloads stands for each of them,
+/// otherwise for its own members.
+fn members(plan: &Plan) -> Vec<(&PlannedZone, Vec<Member<'_>>)> {
+    plan.zones
+        .iter()
+        .map(|z| {
+            let workloads: Vec<&PlannedWorkload> = plan.workloads.iter().filter(|w| w.zone == z.name).collect();
+            let members = if workloads.is_empty() {
+                let groups = plan.security_groups.iter().filter(|g| g.zones.contains(&z.name)).map(|g| &g.name);
+                vec![(z.name.clone(), groups.collect())]
+            } else {
+                workloads.iter().map(|w| (w.name.clone(), w.groups.iter().collect())).collect()
+            };
+            (z, members)
+        })
+        .collect()
+}
+
 /// The endpoints a plan leaves to the default group: zones without workloads that no
 /// group names, and workloads that name no group.
 pub fn default_group_members(plan: &Plan) -> Vec<String> {
-    plan.zones
-        .iter()
-        .flat_map(|z| {
-            let workloads: Vec<&PlannedWorkload> = plan.workloads.iter().filter(|w| w.zone == z.name).collect();
-            if workloads.is_empty() {
-                let grouped = plan.security_groups.iter().any(|g| g.zones.contains(&z.name));
-                if grouped { vec![] } else { vec![z.name.clone()] }
-            } else {
-                workloads.iter().filter(|w| w.groups.is_empty()).map(|w| w.name.clone()).collect()
-            }
-        })
+    members(plan)
+        .into_iter()
+        .flat_map(|(_, m)| m.into_iter().filter(|(_, groups)| groups.is_empty()).map(|(name, _)| name))
         .collect()
 }
 
