@@ -115,7 +115,7 @@ fn the_recipes_own_script_fails_the_gate_exactly_where_it_departs_from_its_inten
         // the groups and routes decide. With no route to the IGW the internet cannot
         // reach the DMZ; and flows the recipe's own NACLs would block (web → app,
         // app → database, management's SSH) pass here, because those NACLs are not in
-        // force. Monitoring has no group; the tiers have no route out.
+        // force. The tiers have no route out.
         s("intent", "MS-INTENT-BLOCKED", "flow internet → dmz tcp/80"),
         s("intent", "MS-INTENT-BLOCKED", "flow internet → dmz tcp/443"),
         s("intent", "MS-INTENT-UNEXPECTEDLY-ALLOWED", "flow web → app tcp/8080"),
@@ -124,17 +124,20 @@ fn the_recipes_own_script_fails_the_gate_exactly_where_it_departs_from_its_inten
         s("intent", "MS-INTENT-UNEXPECTEDLY-ALLOWED", "flow management → app tcp/22"),
         s("intent", "MS-INTENT-UNEXPECTEDLY-ALLOWED", "flow management → database tcp/22"),
         // Unintended traffic, by hand from the same facts: the DMZ group admits 80/443
-        // from 0.0.0.0/0, which inside the VPC means every zone with a group (all but
-        // monitoring); the management group admits ssh from 10.0.0.0/8, so every other
-        // zone with a group can ssh into management. No NACL stops either.
+        // from 0.0.0.0/0, which inside the VPC means every zone; the management group
+        // admits ssh from 10.0.0.0/8, so every other zone can ssh into management. That
+        // includes monitoring, which has no group of its own: its instances get the VPC's
+        // default group, which lets everything out. No NACL stops any of it.
         s("intent", "MS-REACH-UNINTENDED", "flow web → dmz tcp/80,443"),
         s("intent", "MS-REACH-UNINTENDED", "flow app → dmz tcp/80,443"),
         s("intent", "MS-REACH-UNINTENDED", "flow database → dmz tcp/80,443"),
         s("intent", "MS-REACH-UNINTENDED", "flow management → dmz tcp/80,443"),
+        s("intent", "MS-REACH-UNINTENDED", "flow monitoring → dmz tcp/80,443"),
         s("intent", "MS-REACH-UNINTENDED", "flow dmz → management tcp/22"),
         s("intent", "MS-REACH-UNINTENDED", "flow web → management tcp/22"),
         s("intent", "MS-REACH-UNINTENDED", "flow app → management tcp/22"),
         s("intent", "MS-REACH-UNINTENDED", "flow database → management tcp/22"),
+        s("intent", "MS-REACH-UNINTENDED", "flow monitoring → management tcp/22"),
         // And the opening the design has (DMZ to the internet's high ports) is not there:
         // without an IGW route nothing reaches the internet.
         s("intent", "MS-REACH-DESIGN-DRIFT", "flow dmz → internet tcp/1024-65535"),
