@@ -94,14 +94,18 @@ impl LocalStackHost {
             .stdout(log)
             .stderr(log_err)
             .process_group(0);
+        // The emulator dies with us, even by SIGKILL, unless it is to be kept
+        // (`MICROSEG_KEEP=1`): then it must outlive this process.
         // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
+        if !keep {
+            unsafe {
+                cmd.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
         let spawned = Instant::now();
         let child = spawn_on_keeper(cmd).map_err(|e| TargetError::io("start LocalStack", &venv.python, e))?;
