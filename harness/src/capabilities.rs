@@ -7,11 +7,16 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::path::PathBuf;
 
-use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use serde::{Deserialize, Serialize};
 
 use crate::aws::{AwsError, Clients, aws_err, settle};
+use crate::inventory::{self, Scope};
+use crate::ledger::{Ledger, LedgerEntry, LedgerError, ResourceKind};
+use crate::run_id::{RunId, TAG_CREATED_AT, TAG_RUN_ID, TAG_SCENARIO, now_unix};
+use crate::sweep::{self, Selection};
 
 /// One way a target departs from AWS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -144,18 +149,118 @@ impl Capabilities {
     }
 }
 
-/// Tag key that marks probe resources, so `sweep` can find any a crash left behind.
+/// Tag key that marks probe resources, besides the probe's own run tags.
 pub const PROBE_TAG: &str = "microseg:probe";
 
+/// The scenario name in the probe's tags and ledger: its throwaway resources are a run
+/// of their own, so `sweep` (`--abandoned`, `--older-than`, `--all`) finds any that a
+/// crash or a failed delete left behind, like those of any run.
+pub const PROBE_SCENARIO: &str = "capability-probe";
+
+/// What stopped the probe.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProbeCause {
+    /// An AWS call failed.
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    /// The ledger could not be written.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// Every delete succeeded, yet the inventory still lists resources of the probe's
+    /// run (a create retried after a lost answer can make one the probe never saw).
+    #[error("after its deletes, its run still lists {0}")]
+    Undeleted(String),
+}
+
+/// Why the probe could not decide, or could not clean up after itself.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProbeError {
+    /// The probe stopped; its throwaway resources were removed.
+    #[error("capability probe (run {run_id}): {cause}\n(its throwaway resources were removed)")]
+    Failed {
+        /// What stopped it.
+        cause: ProbeCause,
+        /// The probe's run id.
+        run_id: RunId,
+    },
+    /// The probe stopped, and its throwaway resources could not all be removed.
+    #[error(
+        "capability probe (run {run_id}): {cause}\nits throwaway resources may still be there: {left}\n(hint: `microseg sweep --abandoned` finishes them from the ledger {})",
+        ledger.display()
+    )]
+    LeftBehind {
+        /// What stopped it.
+        cause: ProbeCause,
+        /// The probe's run id.
+        run_id: RunId,
+        /// What is left, or why the clean-up could not tell.
+        left: String,
+        /// The ledger kept for `sweep`.
+        ledger: PathBuf,
+    },
+}
+
 /// Probes the cheap divergences on an emulator: creates a throwaway VPC and NACL, reads
-/// the NACL's entries, tries rule number 40000, and deletes both.
-pub async fn probe(clients: &Clients, caps: &mut Capabilities) -> Result<(), AwsError> {
-    let tags = |rt: ResourceType| {
-        TagSpecification::builder()
-            .resource_type(rt)
-            .tags(Tag::builder().key(PROBE_TAG).value("capabilities").build())
-            .tags(Tag::builder().key("Name").value("microseg-probe").build())
-            .build()
+/// the NACL's entries, tries rule number 40000, and deletes both, and the VPC's default
+/// NACL where the emulator orphans it.
+///
+/// `ledger` is a fresh ledger for the probe's own run id: each resource is recorded
+/// before the probe goes on, and tagged like a run's. When everything is deleted the
+/// ledger is discarded once the inventory proves it; when anything fails, the probe's run is swept at once (by tag,
+/// so a resource the ledger missed is found too) and the ledger kept: marked torn down
+/// if the sweep left nothing, open for `sweep --abandoned` if it did not.
+pub async fn probe(clients: &Clients, caps: &mut Capabilities, ledger: Ledger) -> Result<(), ProbeError> {
+    let run_id = ledger.snapshot().run_id;
+    let probed = probe_with(clients, caps, &run_id, &ledger).await;
+    // The deletes succeeding is not proof: the inventory (by tag) is.
+    let cause = match probed {
+        Ok(()) => match inventory::list(clients, &Scope::Run(run_id.clone())).await {
+            Ok(items) if items.is_empty() => {
+                // A ledger file that outlives a failed removal only makes
+                // `sweep --abandoned` list an empty run.
+                if let Err(e) = ledger.discard() {
+                    tracing::warn!("{e}");
+                }
+                return Ok(());
+            }
+            Ok(items) => ProbeCause::Undeleted(items.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")),
+            Err(e) => ProbeCause::Aws(e),
+        },
+        Err(cause) => cause,
+    };
+    let left = match sweep::sweep(clients, &Selection::Run(run_id.clone())).await {
+        Ok(report) if report.leftovers.is_empty() => match ledger.mark_torn_down() {
+            // Kept, marked done: a record of the failed probe and what it made.
+            Ok(()) => return Err(ProbeError::Failed { cause, run_id }),
+            Err(e) => format!("none, but the ledger could not be marked done: {e}"),
+        },
+        Ok(report) => report.leftovers.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+        Err(e) => format!("the clean-up could not list them: {e}"),
+    };
+    Err(ProbeError::LeftBehind { cause, run_id, left, ledger: ledger.path().to_path_buf() })
+}
+
+async fn probe_with(
+    clients: &Clients,
+    caps: &mut Capabilities,
+    run_id: &RunId,
+    ledger: &Ledger,
+) -> Result<(), ProbeCause> {
+    let created_at = now_unix().to_string();
+    let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
+    let run_tags = vec![
+        tag(TAG_RUN_ID, run_id.as_str()),
+        tag(TAG_SCENARIO, PROBE_SCENARIO),
+        tag(TAG_CREATED_AT, &created_at),
+        tag(PROBE_TAG, "capabilities"),
+        tag("Name", "microseg-probe"),
+    ];
+    let tags =
+        |rt: ResourceType| TagSpecification::builder().resource_type(rt).set_tags(Some(run_tags.clone())).build();
+    let record = |kind: ResourceKind, id: &str, logical: &str| {
+        ledger.record(LedgerEntry { kind, id: id.to_string(), logical: logical.into(), parent: None })
     };
     let vpc = clients
         .ec2
@@ -166,45 +271,77 @@ pub async fn probe(clients: &Clients, caps: &mut Capabilities) -> Result<(), Aws
         .await
         .map_err(aws_err("CreateVpc"))?;
     let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).unwrap_or_default().to_string();
-    let result = async {
-        // Eventual consistency: the VPC just created may be unknown for a moment.
-        let acl = settle("CreateNetworkAcl", || {
-            clients.ec2.create_network_acl().vpc_id(&vpc_id).tag_specifications(tags(ResourceType::NetworkAcl)).send()
-        })
-        .await?;
-        let acl = acl.network_acl().cloned().unwrap_or_else(|| aws_sdk_ec2::types::NetworkAcl::builder().build());
-        let acl_id = acl.network_acl_id().unwrap_or_default().to_string();
-        if acl.entries().is_empty() {
-            caps.divergences.insert(Divergence::NaclWithoutDefaultDeny);
-        }
-        let big = settle("CreateNetworkAclEntry", || {
-            clients
-                .ec2
-                .create_network_acl_entry()
-                .network_acl_id(&acl_id)
-                .rule_number(40000)
-                .protocol("-1")
-                .rule_action(aws_sdk_ec2::types::RuleAction::Deny)
-                .egress(false)
-                .cidr_block("0.0.0.0/0")
-                .send()
-        })
-        .await;
-        match big {
-            Ok(_) => {
-                caps.divergences.insert(Divergence::NaclRuleNumberUnbounded);
-            }
-            // An unknown NACL says nothing about rule numbers.
-            Err(e) if e.is_unknown_id() => return Err(e),
-            // AWS refuses rule numbers above 32766.
-            Err(_) => {}
-        }
-        clients.ec2.delete_network_acl().network_acl_id(&acl_id).send().await.map_err(aws_err("DeleteNetworkAcl"))?;
-        Ok::<_, AwsError>(())
+    record(ResourceKind::Vpc, &vpc_id, "probe-vpc")?;
+    // The VPC's default NACL is the probe's too. AWS deletes it with the VPC; LocalStack
+    // orphans it (delete-vpc-orphans-dependents), and every orphan slows each later
+    // DescribeNetworkAcls on that emulator (measured: 200-400 ms a call after 40 runs,
+    // 10-20 ms on a fresh one). Tagged with the probe's run, it is found and removed like
+    // the rest, even by a sweep after a crash.
+    let defaults = settle("DescribeNetworkAcls", || {
+        clients
+            .ec2
+            .describe_network_acls()
+            .filters(Filter::builder().name("vpc-id").values(&vpc_id).build())
+            .filters(Filter::builder().name("default").values("true").build())
+            .send()
+    })
+    .await?;
+    let default_acl = defaults.network_acls().first().and_then(|a| a.network_acl_id()).map(str::to_string);
+    if let Some(id) = &default_acl {
+        settle("CreateTags", || clients.ec2.create_tags().resources(id).set_tags(Some(run_tags.clone())).send())
+            .await?;
+        record(ResourceKind::NetworkAcl, id, "probe-default-nacl")?;
     }
+    // Eventual consistency: the VPC just created may be unknown for a moment.
+    let acl = settle("CreateNetworkAcl", || {
+        clients.ec2.create_network_acl().vpc_id(&vpc_id).tag_specifications(tags(ResourceType::NetworkAcl)).send()
+    })
+    .await?;
+    let acl = acl.network_acl().cloned().unwrap_or_else(|| aws_sdk_ec2::types::NetworkAcl::builder().build());
+    let acl_id = acl.network_acl_id().unwrap_or_default().to_string();
+    record(ResourceKind::NetworkAcl, &acl_id, "probe-nacl")?;
+    if acl.entries().is_empty() {
+        caps.divergences.insert(Divergence::NaclWithoutDefaultDeny);
+    }
+    let big = settle("CreateNetworkAclEntry", || {
+        clients
+            .ec2
+            .create_network_acl_entry()
+            .network_acl_id(&acl_id)
+            .rule_number(40000)
+            .protocol("-1")
+            .rule_action(aws_sdk_ec2::types::RuleAction::Deny)
+            .egress(false)
+            .cidr_block("0.0.0.0/0")
+            .send()
+    })
     .await;
-    let deleted = clients.ec2.delete_vpc().vpc_id(&vpc_id).send().await.map_err(aws_err("DeleteVpc"));
-    result?;
-    deleted?;
+    match big {
+        Ok(_) => {
+            caps.divergences.insert(Divergence::NaclRuleNumberUnbounded);
+        }
+        // AWS refuses rule numbers above 32766 as an invalid parameter.
+        Err(e) if is_invalid_parameter(&e) => {}
+        // Anything else (an unknown NACL, a denied call, a service that kept failing)
+        // says nothing about rule numbers: the probe cannot decide, so it does not guess.
+        Err(e) => return Err(e.into()),
+    }
+    clients.ec2.delete_network_acl().network_acl_id(&acl_id).send().await.map_err(aws_err("DeleteNetworkAcl"))?;
+    clients.ec2.delete_vpc().vpc_id(&vpc_id).send().await.map_err(aws_err("DeleteVpc"))?;
+    if let Some(id) = &default_acl {
+        match clients.ec2.delete_network_acl().network_acl_id(id).send().await.map_err(aws_err("DeleteNetworkAcl")) {
+            // Gone with its VPC, as on AWS.
+            Err(e) if e.is_not_found() => {}
+            other => {
+                other?;
+            }
+        }
+    }
     Ok(())
+}
+
+/// Whether an error is a validation refusal of the request's values (AWS's
+/// `InvalidParameterValue` family), as opposed to a failure that says nothing of them.
+fn is_invalid_parameter(e: &AwsError) -> bool {
+    e.code.as_deref().is_some_and(|c| c.starts_with("InvalidParameter") || c == "ValidationError")
 }

@@ -165,7 +165,7 @@ pub enum LedgerError {
 pub struct Ledger {
     path: PathBuf,
     data: Mutex<LedgerData>,
-    _lock: File,
+    lock: File,
 }
 
 /// Directory of ledgers: `<cache>/runs`.
@@ -209,7 +209,7 @@ impl Ledger {
                 resources: Vec::new(),
                 torn_down: false,
             }),
-            _lock: lock,
+            lock,
         };
         ledger.persist(&ledger.data.lock().unwrap_or_else(|e| e.into_inner()))?;
         Ok(ledger)
@@ -237,6 +237,19 @@ impl Ledger {
     /// The file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Removes the ledger and its lock: for a run that provably left nothing behind and
+    /// is not worth remembering (the capability probe's).
+    pub fn discard(self) -> Result<(), LedgerError> {
+        let lock_path = self.path.with_extension("lock");
+        std::fs::remove_file(&self.path).map_err(|source| LedgerError::Io {
+            path: self.path.clone(),
+            what: "remove",
+            source,
+        })?;
+        drop(self.lock);
+        std::fs::remove_file(&lock_path).map_err(|source| LedgerError::Io { path: lock_path, what: "remove", source })
     }
 
     fn persist(&self, data: &LedgerData) -> Result<(), LedgerError> {

@@ -16,8 +16,10 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use microseg_harness::capabilities;
 use microseg_harness::exit;
 use microseg_harness::inventory::{self, Scope};
+use microseg_harness::ledger::ResourceKind;
 use microseg_harness::run_id::RunId;
 
 use crate::support::{shared, shared_endpoint};
@@ -33,7 +35,7 @@ enum Fault {
 }
 
 /// What the proxy does besides forwarding.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct Plan {
     /// Percent of requests answered with a transient fault.
     percent: u64,
@@ -41,8 +43,12 @@ struct Plan {
     seed: u64,
     /// Never answer the request after this many were forwarded (a crash point).
     stall_after: Option<u64>,
-    /// Answer the k-th mutating request (create, put, authorize, …) with a 400 that no
-    /// retry clears.
+    /// Never answer a call of this operation (a crash point named by what it does).
+    stall_on: Option<&'static str>,
+    /// Answer the n-th call (from 1) of this operation with a 400 that no retry clears.
+    fail_op: Option<(String, u64)>,
+    /// Answer the k-th build step ([`is_step`]: create, put, authorize, revoke, …) with a
+    /// 400 that no retry clears.
     fail_mutation: Option<u64>,
     /// Percent of EC2 and IAM creates whose new id then answers "not found" (the code
     /// AWS gives for that kind of id) to the next [`YOUNG_ANSWERS`] mutating calls that
@@ -111,6 +117,8 @@ struct FaultProxy {
     forwarded: Arc<AtomicU64>,
     stalled: Arc<std::sync::atomic::AtomicBool>,
     mutations: Arc<AtomicU64>,
+    /// Calls seen, per operation, faults and stalls included.
+    calls: Arc<Mutex<BTreeMap<String, u64>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -131,6 +139,13 @@ fn is_mutation(op: &str) -> bool {
     ["Create", "Authorize", "Replace", "Associate", "Attach", "Put", "Tag"].iter().any(|p| op.starts_with(p))
 }
 
+/// A call that changes the account and can fail a build: the mutations, and the build's
+/// address allocations and revokes of default egress. (Young-id answers keep to
+/// [`is_mutation`].)
+fn is_step(op: &str) -> bool {
+    is_mutation(op) || op.starts_with("Allocate") || op.starts_with("Revoke")
+}
+
 impl Drop for FaultProxy {
     fn drop(&mut self) {
         self.task.abort();
@@ -147,11 +162,24 @@ fn next(state: &AtomicU64) -> u64 {
     x.wrapping_mul(0x2545_F491_4F6C_DD1D)
 }
 
+/// A 400 that no retry clears, naming the call it refused.
+fn refusal(op: &str) -> Response<Full<Bytes>> {
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>InvalidParameterValue</Code><Message>microseg injected a failure into {op}</Message></Error></Errors><RequestID>microseg-fault</RequestID></Response>"
+    );
+    Response::builder()
+        .status(StatusCode::BAD_REQUEST)
+        .header("content-type", "text/xml")
+        .body(Full::new(Bytes::from(xml)))
+        .unwrap()
+}
+
 const EC2_THROTTLE: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>microseg-fault</RequestID></Response>";
 
 impl FaultProxy {
     async fn start(upstream: &str, plan: Plan) -> FaultProxy {
-        let Plan { percent, seed, stall_after, fail_mutation, young_not_found } = plan;
+        let Plan { percent, seed, stall_after, stall_on, fail_op, young_not_found, fail_mutation } = plan;
+        let calls: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let injected: Arc<Mutex<BTreeMap<Fault, usize>>> = Arc::default();
@@ -162,35 +190,42 @@ impl FaultProxy {
         let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mutations = Arc::new(AtomicU64::new(0));
         let young: Young = Arc::default();
-        let (inj, fwd, stl, muts) = (injected.clone(), forwarded.clone(), stalled.clone(), mutations.clone());
+        let (inj, fwd, stl, muts, seen) =
+            (injected.clone(), forwarded.clone(), stalled.clone(), mutations.clone(), calls.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { return };
                 let (client, upstream, inj, fwd, rng) =
                     (client.clone(), upstream.clone(), inj.clone(), fwd.clone(), rng.clone());
-                let (stl, muts, young) = (stl.clone(), muts.clone(), young.clone());
+                let (stl, muts, young, seen, fail_op) =
+                    (stl.clone(), muts.clone(), young.clone(), seen.clone(), fail_op.clone());
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let (client, upstream, inj, fwd, rng) =
                             (client.clone(), upstream.clone(), inj.clone(), fwd.clone(), rng.clone());
-                        let (stl, muts, young) = (stl.clone(), muts.clone(), young.clone());
+                        let (stl, muts, young, seen, fail_op) =
+                            (stl.clone(), muts.clone(), young.clone(), seen.clone(), fail_op.clone());
                         async move {
                             let (parts, body) = req.into_parts();
                             let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                            if stall_after.is_some_and(|n| fwd.load(Ordering::Relaxed) >= n) {
+                            let op = operation(&parts, &body);
+                            let nth = {
+                                let mut seen = seen.lock().unwrap();
+                                let n = seen.entry(op.clone()).or_default();
+                                *n += 1;
+                                *n
+                            };
+                            if stall_after.is_some_and(|n| fwd.load(Ordering::Relaxed) >= n)
+                                || stall_on.is_some_and(|o| o == op)
+                            {
                                 stl.store(true, Ordering::Relaxed);
                                 std::future::pending::<()>().await;
                             }
-                            let op = operation(&parts, &body);
-                            if is_mutation(&op) && Some(muts.fetch_add(1, Ordering::Relaxed) + 1) == fail_mutation {
-                                let xml = format!(
-                                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>InvalidParameterValue</Code><Message>microseg injected a failure into {op}</Message></Error></Errors><RequestID>microseg-fault</RequestID></Response>"
-                                );
-                                return Ok(Response::builder()
-                                    .status(StatusCode::BAD_REQUEST)
-                                    .header("content-type", "text/xml")
-                                    .body(Full::new(Bytes::from(xml)))
-                                    .unwrap());
+                            if is_step(&op) && Some(muts.fetch_add(1, Ordering::Relaxed) + 1) == fail_mutation {
+                                return Ok(refusal(&op));
+                            }
+                            if fail_op.as_ref().is_some_and(|(o, n)| *o == op && *n == nth) {
+                                return Ok(refusal(&op));
                             }
                             let text = String::from_utf8_lossy(&body).to_string();
                             let version = api_version(&text).unwrap_or_default();
@@ -260,7 +295,7 @@ impl FaultProxy {
                 });
             }
         });
-        FaultProxy { addr, injected, forwarded, stalled, mutations, task }
+        FaultProxy { addr, injected, forwarded, stalled, mutations, calls, task }
     }
 
     fn url(&self) -> String {
@@ -353,6 +388,46 @@ fn the_ledger(cache: &std::path::Path) -> microseg_harness::ledger::LedgerData {
     microseg_harness::ledger::read(&ledgers[0]).unwrap()
 }
 
+/// Runs the real binary through a proxy that stalls at `plan`'s point, kills it with
+/// SIGKILL while it waits, and has `microseg sweep --abandoned` (from the ledger, then by
+/// tag) finish what it left. Returns the killed run's ledger and the mutations it made.
+async fn kill_then_sweep(
+    clients: &microseg_harness::aws::Clients,
+    plan: Plan,
+    point: &str,
+) -> (microseg_harness::ledger::LedgerData, u64) {
+    let proxy = FaultProxy::start(shared_endpoint(), plan).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_microseg"))
+        .args(["--quiet", "run", "--target", &format!("endpoint={}", proxy.url())])
+        .env("MICROSEG_CACHE_DIR", dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !proxy.stalled.load(Ordering::Relaxed) {
+        assert!(std::time::Instant::now() < deadline, "{point}: the run never reached it");
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{point}: the run ended ({status}) before the point");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let ledger = the_ledger(dir.path());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_microseg"))
+        .args(["sweep", "--quiet", "--abandoned", "--target", &format!("endpoint={}", shared_endpoint())])
+        .env("MICROSEG_CACHE_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(exit::PASS), "{point}: {}", String::from_utf8_lossy(&out.stdout));
+    let left = inventory::list(clients, &Scope::Run(ledger.run_id.clone())).await.unwrap();
+    assert!(left.is_empty(), "{point}: sweep left {left:?}");
+    assert!(the_ledger(dir.path()).torn_down, "{point}: the swept ledger is not marked done");
+    (ledger, proxy.mutations.load(Ordering::Relaxed))
+}
+
 /// The real binary killed with SIGKILL at varied points of build, observe and teardown:
 /// the proxy holds the request after the n-th, the test kills the process while it
 /// waits, and `microseg sweep --abandoned` (from the ledger, then by tag) leaves nothing.
@@ -360,53 +435,48 @@ fn the_ledger(cache: &std::path::Path) -> microseg_harness::ledger::LedgerData {
 async fn sigkill_at_varied_points_then_sweep_leaves_nothing() {
     let (clients, _, _) = shared().await;
     for point in [30u64, 55, 80, 100, 125, 145] {
-        let proxy = FaultProxy::start(shared_endpoint(), Plan { stall_after: Some(point), ..Plan::default() }).await;
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_microseg"))
-            .args(["--quiet", "run", "--target", &format!("endpoint={}", proxy.url())])
-            .env("MICROSEG_CACHE_DIR", dir.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while !proxy.stalled.load(Ordering::Relaxed) {
-            assert!(std::time::Instant::now() < deadline, "point {point}: the run never reached it");
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("point {point}: the run ended ({status}) before the point");
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
-        let ledger = the_ledger(dir.path());
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_microseg"))
-            .args(["sweep", "--quiet", "--abandoned", "--target", &format!("endpoint={}", shared_endpoint())])
-            .env("MICROSEG_CACHE_DIR", dir.path())
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(exit::PASS), "point {point}: {}", String::from_utf8_lossy(&out.stdout));
-        let left = inventory::list(&clients, &Scope::Run(ledger.run_id.clone())).await.unwrap();
-        assert!(left.is_empty(), "point {point}: sweep left {left:?}");
-        eprintln!("killed at request {point} ({} mutations in): swept", proxy.mutations.load(Ordering::Relaxed));
+        let plan = Plan { stall_after: Some(point), ..Plan::default() };
+        let (ledger, mutations) = kill_then_sweep(&clients, plan, &format!("request {point}")).await;
+        assert_eq!(ledger.scenario, "recipe", "request {point}: the killed run is the recipe's");
+        eprintln!("killed at request {point} ({mutations} mutations in): swept");
     }
 }
 
-/// A failure no retry clears, injected at each build step in turn (every fifth mutating
-/// call, so every kind of resource is hit): the run reports it, tears down, and leaves
-/// nothing. The first three mutating calls are the target's divergence probe (its VPC,
-/// NACL and entry), so the build's 66 are calls 4 to 69.
+/// Killed inside the start-up capability probe, with its throwaway VPC made (and, at
+/// `DeleteVpc`, its NACL already gone): the probe is a run of its own, with a ledger and
+/// the run tags, so the same `sweep --abandoned` finishes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failure_at_each_build_step_leaves_nothing() {
+async fn sigkill_in_the_capability_probe_then_sweep_leaves_nothing() {
     let (clients, _, _) = shared().await;
-    for k in (4..=69u64).step_by(5) {
-        let proxy = FaultProxy::start(shared_endpoint(), Plan { fail_mutation: Some(k), ..Plan::default() }).await;
+    for op in ["CreateNetworkAcl", "CreateNetworkAclEntry", "DeleteVpc"] {
+        let plan = Plan { stall_on: Some(op), ..Plan::default() };
+        let (ledger, _) = kill_then_sweep(&clients, plan, op).await;
+        assert_eq!(ledger.scenario, capabilities::PROBE_SCENARIO, "{op}: the killed run is the probe");
+        assert!(
+            ledger.resources.iter().any(|r| r.kind == ResourceKind::Vpc),
+            "{op}: the probe's VPC was recorded before it went on: {:?}",
+            ledger.resources
+        );
+    }
+}
+
+/// A call of the capability probe fails for good (a create, or a delete of its
+/// throwaway NACL or VPC): start-up fails naming the call and the probe's run, the probe
+/// sweeps its own run at once, and keeps its ledger marked done. Nothing of the run is
+/// built. (The probe's rule-40000 entry is left out: AWS refuses it with the same
+/// `InvalidParameterValue` the proxy injects, so there a refusal is the AWS answer.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_in_the_capability_probe_is_cleaned_up_at_once() {
+    let (clients, _, _) = shared().await;
+    for op in ["CreateVpc", "CreateTags", "CreateNetworkAcl", "DeleteNetworkAcl", "DeleteVpc"] {
+        let proxy =
+            FaultProxy::start(shared_endpoint(), Plan { fail_op: Some((op.to_string(), 1)), ..Plan::default() }).await;
         let dir = tempfile::tempdir().unwrap();
         let out = tokio::task::spawn_blocking({
             let (url, path) = (proxy.url(), dir.path().to_path_buf());
             move || {
                 std::process::Command::new(env!("CARGO_BIN_EXE_microseg"))
-                    .args(["--quiet", "run", "--target", &format!("endpoint={url}"), "--format", "json"])
+                    .args(["--quiet", "run", "--target", &format!("endpoint={url}")])
                     .env("MICROSEG_CACHE_DIR", path)
                     .output()
                     .unwrap()
@@ -414,13 +484,159 @@ async fn a_failure_at_each_build_step_leaves_nothing() {
         })
         .await
         .unwrap();
-        assert_ne!(out.status.code(), Some(exit::PASS), "step {k}: the injected failure went unnoticed");
-        // The failure is named, in the report's interruption or on stderr.
-        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(said.contains("microseg injected a failure"), "step {k}: {said}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(exit::TARGET_UNAVAILABLE), "{op}: {stderr}");
         let ledger = the_ledger(dir.path());
-        assert!(ledger.torn_down, "step {k}: the ledger is not marked torn down");
+        assert_eq!(ledger.scenario, capabilities::PROBE_SCENARIO, "{op}: only the probe ran");
+        for said in
+            [&format!("capability probe (run {})", ledger.run_id), &format!("microseg injected a failure into {op}")]
+        {
+            assert!(stderr.contains(said.as_str()), "{op}: stderr does not say {said:?}:\n{stderr}");
+        }
+        assert!(ledger.torn_down, "{op}: the probe's ledger is not marked done");
+        // What the probe had made, and recorded, when the call failed.
+        // (The VPC, then its default NACL once tagged, then the probe's own NACL.)
+        let made = match op {
+            "CreateVpc" => 0,
+            "CreateTags" => 1,
+            "CreateNetworkAcl" => 2,
+            _ => 3,
+        };
+        assert_eq!(ledger.resources.len(), made, "{op}: {:?}", ledger.resources);
         let left = inventory::list(&clients, &Scope::Run(ledger.run_id.clone())).await.unwrap();
-        assert!(left.is_empty(), "step {k}: left {left:?}");
+        assert!(left.is_empty(), "{op}: the probe left {left:?}");
     }
+}
+
+/// Runs the binary through `proxy`, with its own cache dir, and returns its output and
+/// that dir.
+async fn run_through(proxy: &FaultProxy, args: &[&str]) -> (std::process::Output, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_microseg"));
+    cmd.args(["--quiet", "run", "--target", &format!("endpoint={}", proxy.url()), "--format", "json"])
+        .args(args)
+        .env("MICROSEG_CACHE_DIR", dir.path());
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
+    (out, dir)
+}
+
+/// A clean run of `args` through a proxy, as the reference for failure injection:
+/// the build's mutating calls, and the calls per operation made before the build (the
+/// target's divergence probe: what the proxy saw and no phase of the report counted).
+async fn reference_run(scenario: &str, args: &[&str]) -> (BTreeMap<String, u64>, BTreeMap<String, u64>) {
+    let reference = FaultProxy::start(shared_endpoint(), Plan::default()).await;
+    let (out, _dir) = run_through(&reference, args).await;
+    assert_eq!(out.status.code(), Some(exit::PASS), "{scenario}: {}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let per_op = |phase: &serde_json::Value| -> Vec<(String, u64)> {
+        let ops = phase["calls_by_operation"].as_object().unwrap();
+        // `ec2:CreateVpc` in the report, `CreateVpc` on the wire.
+        ops.iter().map(|(op, n)| (op.rsplit(':').next().unwrap_or(op).to_string(), n.as_u64().unwrap())).collect()
+    };
+    let phases = report["phases"].as_array().unwrap();
+    let build: BTreeMap<String, u64> =
+        phases.iter().filter(|p| p["name"] == "build").flat_map(per_op).filter(|(op, _)| is_step(op)).collect();
+    let mut before = reference.calls.lock().unwrap().clone();
+    for (op, n) in phases.iter().flat_map(per_op) {
+        let seen = before.entry(op).or_default();
+        *seen = seen.checked_sub(n).expect("the proxy saw every call the report counts");
+    }
+    before.retain(|_, n| *n > 0);
+    (build, before)
+}
+
+/// Runs `args` through a proxy that injects `plan`'s failure, and checks what users rely
+/// on: the run fails, names the failure, tears down, marks its ledger, and leaves nothing.
+/// Returns the operation the failure hit.
+async fn fail_and_check(
+    clients: &microseg_harness::aws::Clients,
+    scenario: &str,
+    args: &[&str],
+    plan: Plan,
+    label: &str,
+) -> String {
+    let proxy = FaultProxy::start(shared_endpoint(), plan).await;
+    let (out, dir) = run_through(&proxy, args).await;
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_ne!(out.status.code(), Some(exit::PASS), "{scenario} {label}: the failure went unnoticed");
+    // The failure is named, in the report's interruption or on stderr.
+    let op = said
+        .split("microseg injected a failure into ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_alphanumeric()).next())
+        .unwrap_or_else(|| panic!("{scenario} {label}: the failure is not named: {said}"))
+        .to_string();
+    let ledger = the_ledger(dir.path());
+    assert_eq!(ledger.scenario, scenario, "{label}");
+    assert!(ledger.torn_down, "{scenario} {label}: the ledger is not marked torn down");
+    let left = inventory::list(clients, &Scope::Run(ledger.run_id.clone())).await.unwrap();
+    assert!(left.is_empty(), "{scenario} {label} ({op}): left {left:?}");
+    op
+}
+
+/// A failure no retry clears, injected at each of the recipe's build steps in turn (the
+/// k-th mutating call, for every k of the build): the run reports it, tears down, and
+/// leaves nothing. The steps are counted from a clean reference run. Three runs go at
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_at_each_build_step_leaves_nothing() {
+    use futures::StreamExt;
+    let (clients, _, _) = shared().await;
+    let (build, before) = reference_run("recipe", &[]).await;
+    let steps: u64 = build.values().sum();
+    let probe: u64 = before.iter().filter(|(op, _)| is_step(op)).map(|(_, n)| n).sum();
+    assert!(steps >= 20 && (1..=5).contains(&probe), "{steps} build steps after {probe} probe mutations");
+    let started = std::time::Instant::now();
+    let hit: Vec<String> = futures::stream::iter(probe + 1..=probe + steps)
+        .map(|k| {
+            let clients = clients.clone();
+            async move {
+                let plan = Plan { fail_mutation: Some(k), ..Plan::default() };
+                fail_and_check(&clients, "recipe", &[], plan, &format!("step {k}")).await
+            }
+        })
+        .buffer_unordered(3)
+        .collect()
+        .await;
+    let kinds: std::collections::BTreeSet<&str> = hit.iter().map(String::as_str).collect();
+    eprintln!(
+        "recipe: a failure at each of {steps} build steps ({} operations: {kinds:?}) left nothing; {:.1} s",
+        kinds.len(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// The same for every kind of build call of the hardened three-tier scenario (NAT
+/// gateways, Elastic IPs, routes to them, egress by reference): the first build call of
+/// each mutating operation fails in turn, and that exact call is the one the run names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_at_each_kind_of_build_call_leaves_nothing() {
+    use futures::StreamExt;
+    let (clients, _, _) = shared().await;
+    let args = &["--scenario", "three-tier", "--variant", "hardened"][..];
+    let (build, before) = reference_run("three-tier-hardened", args).await;
+    for op in ["CreateNatGateway", "AllocateAddress", "CreateRoute", "AuthorizeSecurityGroupEgress"] {
+        assert!(build.contains_key(op), "the three-tier build makes no {op}: {build:?}");
+    }
+    let started = std::time::Instant::now();
+    let ops: Vec<String> = build.keys().cloned().collect();
+    futures::stream::iter(ops.iter())
+        .map(|op| {
+            let clients = clients.clone();
+            // The first call of `op` after the probe's own calls of it.
+            let nth = before.get(op).copied().unwrap_or(0) + 1;
+            async move {
+                let plan = Plan { fail_op: Some((op.clone(), nth)), ..Plan::default() };
+                let hit = fail_and_check(&clients, "three-tier-hardened", args, plan, op).await;
+                assert_eq!(&hit, op, "the run named another call than the one that failed");
+            }
+        })
+        .buffer_unordered(3)
+        .collect::<Vec<()>>()
+        .await;
+    eprintln!(
+        "three-tier-hardened: a failure at the first build call of each of {} operations ({ops:?}) left nothing; {:.1} s",
+        ops.len(),
+        started.elapsed().as_secs_f64()
+    );
 }

@@ -26,7 +26,9 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ec2::config::Credentials;
 
 use crate::aws::{AwsError, Clients};
-use crate::capabilities::{self, Capabilities};
+use crate::capabilities::{self, Capabilities, ProbeError};
+use crate::ledger::{self, Ledger, LedgerError};
+use crate::run_id::RunId;
 
 pub use container::LocalStackContainer;
 pub use host::LocalStackHost;
@@ -100,6 +102,8 @@ pub struct TargetOptions {
     pub keep_emulator: bool,
     /// Probe cheap divergences at start (emulators only).
     pub probe: bool,
+    /// Where the probe keeps its ledger while it runs (default: [`ledger::runs_dir`]).
+    pub ledger_dir: Option<PathBuf>,
     /// Send `aws` traffic to this endpoint instead of AWS. Only for tests of the guard,
     /// where an emulator stands in for the account; the CLI does not expose it.
     pub aws_endpoint_override: Option<String>,
@@ -116,6 +120,7 @@ impl TargetOptions {
             startup_timeout: Duration::from_secs(180),
             keep_emulator: std::env::var("MICROSEG_KEEP").is_ok_and(|v| v == "1"),
             probe: true,
+            ledger_dir: None,
             aws_endpoint_override: None,
         }
     }
@@ -208,9 +213,21 @@ pub enum TargetError {
         /// The variable.
         var: String,
     },
-    /// An AWS call failed while starting (STS, probe).
+    /// An AWS call failed while starting (STS).
     #[error("{0}")]
     Aws(#[from] AwsError),
+    /// The capability probe failed (boxed: it is far larger than the other variants).
+    #[error("{0}")]
+    Probe(Box<ProbeError>),
+    /// The probe's ledger could not be created.
+    #[error("{0}")]
+    Ledger(#[from] LedgerError),
+}
+
+impl From<ProbeError> for TargetError {
+    fn from(e: ProbeError) -> Self {
+        TargetError::Probe(Box::new(e))
+    }
 }
 
 impl TargetError {
@@ -303,7 +320,16 @@ impl Target {
         target.chosen_because = chosen_because;
         if target.capabilities.emulator.is_some() && opts.probe {
             let clients = Clients::new(&target.sdk_config);
-            capabilities::probe(&clients, &mut target.capabilities).await?;
+            let dir = opts.ledger_dir.clone().unwrap_or_else(ledger::runs_dir);
+            let ledger = Ledger::create(
+                &dir,
+                &RunId::generate(),
+                capabilities::PROBE_SCENARIO,
+                &target.description,
+                target.endpoint.clone(),
+                &target.region,
+            )?;
+            capabilities::probe(&clients, &mut target.capabilities, ledger).await?;
         }
         Ok(target)
     }
