@@ -290,7 +290,7 @@ async fn probe_with(
     if let Some(id) = &default_acl {
         settle("CreateTags", || clients.ec2.create_tags().resources(id).set_tags(Some(run_tags.clone())).send())
             .await?;
-        record(ResourceKind::NetworkAcl, id, "probe-default-nacl")?;
+        record(ResourceKind::DefaultNetworkAcl, id, "probe-default-nacl")?;
     }
     // Eventual consistency: the VPC just created may be unknown for a moment.
     let acl = settle("CreateNetworkAcl", || {

@@ -130,7 +130,9 @@ async fn list_ec2(clients: &Clients, scope: &Scope) -> Result<Vec<Item>, AwsErro
         }),
     );
     out.extend(nacls.iter().filter_map(|n| {
-        item_from_tags(ResourceKind::NetworkAcl, n.network_acl_id()?, &ec2_tags(n.tags()), n.vpc_id(), scope)
+        let kind =
+            if n.is_default() == Some(true) { ResourceKind::DefaultNetworkAcl } else { ResourceKind::NetworkAcl };
+        item_from_tags(kind, n.network_acl_id()?, &ec2_tags(n.tags()), n.vpc_id(), scope)
     }));
     out.extend(sgs.iter().filter_map(|g| {
         item_from_tags(ResourceKind::SecurityGroup, g.group_id()?, &ec2_tags(g.tags()), g.vpc_id(), scope)

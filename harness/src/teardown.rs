@@ -3,7 +3,8 @@
 //! Order: flow log, alarm and metric filter, log group, role (policies first), group
 //! references revoked, groups, NAT gateways (waited out), Elastic IPs, subnets, NACLs
 //! (subnets re-associated with the default NACL first), route tables (disassociated),
-//! IGW (detached), VPC. "Not found" counts as done;
+//! IGW (detached), VPC, and last a tagged default NACL (the probe's) an emulator orphaned.
+//! "Not found" counts as done;
 //! `DependencyViolation` is retried with bounded backoff. Every resource gets an outcome,
 //! and nothing outside the inventory (that is, without the run's tag) is touched.
 
@@ -295,7 +296,9 @@ async fn delete_once(clients: &Clients, item: &Item) -> (Result<(), AwsError>, u
             ec2.delete_security_group().group_id(id).send().await.map(|_| ()).map_err(aws_err("DeleteSecurityGroup")),
             1,
         ),
-        ResourceKind::NetworkAcl => (
+        // After its VPC: on AWS it went with the VPC ("not found"); an emulator that
+        // orphaned it deletes it now.
+        ResourceKind::NetworkAcl | ResourceKind::DefaultNetworkAcl => (
             ec2.delete_network_acl().network_acl_id(id).send().await.map(|_| ()).map_err(aws_err("DeleteNetworkAcl")),
             1,
         ),
