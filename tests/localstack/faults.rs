@@ -22,7 +22,7 @@ use microseg_harness::inventory::{self, Scope};
 use microseg_harness::ledger::ResourceKind;
 use microseg_harness::run_id::RunId;
 
-use crate::support::{shared, shared_endpoint};
+use crate::support::{shared, shared_endpoint, sweep_abandoned};
 
 /// What the proxy did instead of forwarding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -416,11 +416,7 @@ async fn kill_then_sweep(
     child.kill().unwrap();
     child.wait().unwrap();
     let ledger = the_ledger(dir.path());
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_microseg"))
-        .args(["sweep", "--quiet", "--abandoned", "--target", &format!("endpoint={}", shared_endpoint())])
-        .env("MICROSEG_CACHE_DIR", dir.path())
-        .output()
-        .unwrap();
+    let out = sweep_abandoned(dir.path());
     assert_eq!(out.status.code(), Some(exit::PASS), "{point}: {}", String::from_utf8_lossy(&out.stdout));
     let left = inventory::list(clients, &Scope::Run(ledger.run_id.clone())).await.unwrap();
     assert!(left.is_empty(), "{point}: sweep left {left:?}");

@@ -6,7 +6,9 @@ use microseg_harness::exit;
 use microseg_harness::run::{self, Interruption, RunOptions};
 use microseg_harness::sweep::{self, Selection};
 
-use crate::support::{SweepOnDrop, inventory_of, kept_recipe_run, ledger_dir, recipe, shared, shared_endpoint};
+use crate::support::{
+    SweepOnDrop, inventory_of, kept_recipe_run, ledger_dir, recipe, shared, shared_endpoint, sweep_abandoned,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recipe_builds_checks_and_tears_down_to_an_empty_inventory() {
@@ -290,11 +292,7 @@ async fn sigkill_mid_build_leaves_a_ledger_that_sweep_finishes() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!inventory_of(&clients, &ledger.run_id).await.is_empty(), "the kill left the deployment");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_microseg"))
-        .args(["sweep", "--quiet", "--abandoned", "--target", &format!("endpoint={}", shared_endpoint())])
-        .env("MICROSEG_CACHE_DIR", dir.path())
-        .output()
-        .unwrap();
+    let out = sweep_abandoned(dir.path());
     assert_eq!(out.status.code(), Some(exit::PASS), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("{}: ", ledger.run_id)));
     assert!(inventory_of(&clients, &ledger.run_id).await.is_empty(), "sweep left resources");

@@ -82,6 +82,16 @@ pub fn microseg_on_shared(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// `microseg sweep --abandoned` on the shared emulator, with `cache` as its cache dir:
+/// where a killed run left its ledger.
+pub fn sweep_abandoned(cache: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_microseg"))
+        .args(["sweep", "--quiet", "--abandoned", "--target", &format!("endpoint={}", shared_endpoint())])
+        .env("MICROSEG_CACHE_DIR", cache)
+        .output()
+        .unwrap()
+}
+
 /// A run of the recipe kept in place on the shared emulator (the caller sweeps it).
 pub async fn kept_recipe_run() -> (Clients, Capabilities, microseg_harness::run::RunReport) {
     let (clients, caps, desc) = shared().await;
