@@ -25,7 +25,7 @@ use crate::bindings::Bindings;
 use crate::ledger::{Ledger, LedgerEntry, LedgerError, ResourceKind};
 use crate::model::{Direction, NaclEntry, Peer, Protocol, SgRule};
 use crate::plan::{Plan, PlannedAlarm, PlannedFlowLog, PlannedNatGateway, PlannedSecurityGroup, RouteTarget};
-use crate::run_id::{IAM_PATH, RunId, TAG_CREATED_AT, TAG_RUN_ID, TAG_SCENARIO, now_unix};
+use crate::run_id::{IAM_PATH, RunId};
 
 /// A point in the build where a test can inject a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,9 +108,7 @@ impl BuildContext<'_> {
     fn tags(&self, plan: &Plan, name: &str, extra: &BTreeMap<String, String>) -> Vec<(String, String)> {
         let mut tags: Vec<(String, String)> = extra.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         tags.push(("Name".into(), name.into()));
-        tags.push((TAG_RUN_ID.into(), self.run_id.to_string()));
-        tags.push((TAG_SCENARIO.into(), plan.scenario.clone()));
-        tags.push((TAG_CREATED_AT.into(), now_unix().to_string()));
+        tags.extend(self.run_id.tags(&plan.scenario));
         tags
     }
 

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::aws::{AwsError, Clients, aws_err, settle};
 use crate::inventory::{self, Scope};
 use crate::ledger::{Ledger, LedgerEntry, LedgerError, ResourceKind};
-use crate::run_id::{RunId, TAG_CREATED_AT, TAG_RUN_ID, TAG_SCENARIO, now_unix};
+use crate::run_id::RunId;
 use crate::sweep::{self, Selection};
 
 /// One way a target departs from AWS.
@@ -207,10 +207,11 @@ pub enum ProbeError {
 /// NACL where the emulator orphans it.
 ///
 /// `ledger` is a fresh ledger for the probe's own run id: each resource is recorded
-/// before the probe goes on, and tagged like a run's. When everything is deleted the
-/// ledger is discarded once the inventory proves it; when anything fails, the probe's run is swept at once (by tag,
-/// so a resource the ledger missed is found too) and the ledger kept: marked torn down
-/// if the sweep left nothing, open for `sweep --abandoned` if it did not.
+/// before the probe goes on, and tagged like a run's. When everything is deleted, the
+/// ledger is discarded once the inventory proves it. When anything fails, the probe's
+/// run is swept at once (by tag, so a resource the ledger missed is found too) and the
+/// ledger kept: marked torn down if the sweep left nothing, open for
+/// `sweep --abandoned` if it did not.
 pub async fn probe(clients: &Clients, caps: &mut Capabilities, ledger: Ledger) -> Result<(), ProbeError> {
     let run_id = ledger.snapshot().run_id;
     let probed = probe_with(clients, caps, &run_id, &ledger).await;
@@ -248,15 +249,12 @@ async fn probe_with(
     run_id: &RunId,
     ledger: &Ledger,
 ) -> Result<(), ProbeCause> {
-    let created_at = now_unix().to_string();
-    let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
-    let run_tags = vec![
-        tag(TAG_RUN_ID, run_id.as_str()),
-        tag(TAG_SCENARIO, PROBE_SCENARIO),
-        tag(TAG_CREATED_AT, &created_at),
-        tag(PROBE_TAG, "capabilities"),
-        tag("Name", "microseg-probe"),
-    ];
+    let run_tags: Vec<Tag> = run_id
+        .tags(PROBE_SCENARIO)
+        .into_iter()
+        .chain([(PROBE_TAG.into(), "capabilities".into()), ("Name".into(), "microseg-probe".into())])
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect();
     let tags =
         |rt: ResourceType| TagSpecification::builder().resource_type(rt).set_tags(Some(run_tags.clone())).build();
     let record = |kind: ResourceKind, id: &str, logical: &str| {

@@ -56,6 +56,16 @@ impl RunId {
         &self.0
     }
 
+    /// The tags that make a resource this run's, for the inventory, teardown and
+    /// `sweep`: the run id, the scenario and the creation time (now).
+    pub fn tags(&self, scenario: &str) -> [(String, String); 3] {
+        [
+            (TAG_RUN_ID.into(), self.0.clone()),
+            (TAG_SCENARIO.into(), scenario.into()),
+            (TAG_CREATED_AT.into(), now_unix().to_string()),
+        ]
+    }
+
     /// `base-<run id>`: an account-wide name that cannot collide across runs.
     pub fn name(&self, base: &str) -> String {
         format!("{base}-{}", self.0)
@@ -76,6 +86,17 @@ pub fn now_unix() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_tags_carry_the_id_the_scenario_and_a_current_time() {
+        let id = RunId::generate();
+        let before = now_unix();
+        let tags: std::collections::BTreeMap<String, String> = id.tags("three-tier").into_iter().collect();
+        assert_eq!(tags.get(TAG_RUN_ID).map(|v| RunId::parse(v)), Some(Ok(id)));
+        assert_eq!(tags.get(TAG_SCENARIO).map(String::as_str), Some("three-tier"));
+        let at: u64 = tags[TAG_CREATED_AT].parse().unwrap();
+        assert!((before..=now_unix()).contains(&at), "{at} is not the time of the call");
+    }
 
     #[test]
     fn generated_ids_parse_and_differ() {

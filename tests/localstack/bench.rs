@@ -7,6 +7,7 @@ use microseg_harness::exit;
 
 #[test]
 fn bench_reports_every_phase_within_ten_percent_of_the_call_floor() {
+    let _t = crate::support::timer();
     let out = Command::new(env!("CARGO_BIN_EXE_microseg"))
         .args(["--quiet", "bench", "--runs", "2", "--no-script", "--json"])
         .output()

@@ -23,22 +23,64 @@ fn aws(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// The stack's status, asked over CloudFormation's query API directly (a poll through
+/// the AWS CLI costs a Python start, about a second); `None` once the stack is gone.
+/// LocalStack reads the service and region from the credential scope and checks no
+/// signature.
+fn stack_status(name: &str) -> Option<String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut resp = agent
+        .post(shared_endpoint())
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .header(
+            "Authorization",
+            "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/cloudformation/aws4_request, SignedHeaders=host, Signature=0",
+        )
+        .send(format!("Action=DescribeStacks&Version=2010-05-15&StackName={name}"))
+        .expect("DescribeStacks answers");
+    let body = resp.body_mut().read_to_string().unwrap();
+    let status = body.split("<StackStatus>").nth(1).and_then(|rest| rest.split('<').next());
+    match status {
+        Some(s) => Some(s.to_string()),
+        None if body.contains("does not exist") => None,
+        None => panic!("DescribeStacks {name}: {body}"),
+    }
+}
+
+/// Polls the stack every 100 ms until it leaves its `*_IN_PROGRESS` states, for at most
+/// two minutes: the AWS CLI's own waiters sleep 5 s (`deploy`) and 30 s (`wait
+/// stack-delete-complete`) between polls, far longer than LocalStack takes.
+fn settle_stack(name: &str) -> Option<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let status = stack_status(name);
+        if !status.as_deref().is_some_and(|s| s.ends_with("_IN_PROGRESS")) {
+            return status;
+        }
+        assert!(std::time::Instant::now() < deadline, "stack {name} still {status:?} after 120 s");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// Deploys a template as a stack; returns its VPC id.
 fn deploy(name: &str, template: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("template.yaml");
     std::fs::write(&file, template).unwrap();
+    let body = format!("file://{}", file.display());
     let out = aws(&[
         "cloudformation",
-        "deploy",
+        "create-stack",
         "--stack-name",
         name,
-        "--template-file",
-        file.to_str().unwrap(),
+        "--template-body",
+        &body,
         "--capabilities",
         "CAPABILITY_IAM",
     ]);
-    assert!(out.status.success(), "deploy {name}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "create-stack {name}: {}", String::from_utf8_lossy(&out.stderr));
+    let status = settle_stack(name);
+    assert_eq!(status.as_deref(), Some("CREATE_COMPLETE"), "stack {name}");
     let out = aws(&[
         "cloudformation",
         "describe-stacks",
@@ -55,8 +97,8 @@ fn deploy(name: &str, template: &str) -> String {
 fn delete(name: &str) {
     let out = aws(&["cloudformation", "delete-stack", "--stack-name", name]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = aws(&["cloudformation", "wait", "stack-delete-complete", "--stack-name", name]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status = settle_stack(name);
+    assert!(matches!(status.as_deref(), None | Some("DELETE_COMPLETE")), "stack {name} after delete: {status:?}");
 }
 
 fn validate(args: &[&str]) -> std::process::Output {
@@ -98,6 +140,7 @@ fn pairs(items: &[(&str, &str)]) -> BTreeSet<(String, String)> {
 /// each skipped resource is a finding. On AWS the same template is expected to pass.
 #[test]
 fn the_gate_catches_what_localstack_cloudformation_silently_skips() {
+    let _t = crate::support::timer();
     let stack = format!("microseg-gate-cfn-{}", std::process::id());
     let vpc = deploy(&stack, TEMPLATE);
     assert!(vpc.starts_with("vpc-"), "{vpc}");
@@ -143,6 +186,7 @@ fn the_gate_catches_what_localstack_cloudformation_silently_skips() {
 /// skips could not show.)
 #[test]
 fn broken_variants_add_exactly_the_findings_of_their_break() {
+    let _t = crate::support::timer();
     let base_stack = format!("microseg-gate-cfn-base-{}", std::process::id());
     let base_vpc = deploy(&base_stack, TEMPLATE);
     let (_, base) = findings(&base_vpc);

@@ -14,6 +14,7 @@ fn microseg(args: &[&str]) -> Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validate_snapshot_and_expect_gone_gate_a_deployment() {
+    let _t = crate::support::timer();
     let (clients, _, report) = kept_recipe_run().await;
     let vpc = report.bindings.vpc_id.clone().unwrap();
     let run_tag = format!("microseg:run-id={}", report.run_id);
@@ -97,6 +98,7 @@ async fn validate_snapshot_and_expect_gone_gate_a_deployment() {
 
 #[test]
 fn validate_refuses_to_start_an_empty_emulator() {
+    let _t = crate::support::timer();
     let out = Command::new(env!("CARGO_BIN_EXE_microseg"))
         .args(["validate", "--vpc-id", "vpc-1", "--target", "localstack-host"])
         .output()

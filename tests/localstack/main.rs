@@ -3,6 +3,8 @@
 //! themselves start their own.
 #![cfg(feature = "localstack")]
 
+#[path = "../common/skip.rs"]
+mod skip;
 mod support;
 
 // Targets: host, container, endpoint, aws guard; nothing left running.

@@ -54,6 +54,7 @@ fn finding<'a>(checks: &'a [CheckResult], check: &str, id: &str) -> &'a Finding 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_unmutated_deployment_has_no_findings() {
+    let _t = crate::support::timer();
     let d = Deployed::new().await;
     let checks = d.checks().await;
     let failed: Vec<_> = checks.iter().filter(|c| c.status == Status::Fail).collect();
@@ -122,6 +123,7 @@ async fn each_mutation_is_caught_by_the_right_finding(
     #[case] id: &str,
     #[case] resource: &str,
 ) {
+    let _t = crate::support::timer();
     let d = Deployed::new().await;
     mutate(&d, m).await;
     let checks = d.checks().await;

@@ -1,8 +1,11 @@
 //! The recipe's own shell script, run as written with the AWS CLI against LocalStack,
 //! then gated by `microseg validate`: an implementation microseg did not write.
 //!
-//! The script runs in a private mount namespace with its own /tmp, because it writes ids
-//! to fixed /tmp paths and its cleanup runs `rm -f /tmp/*-id`.
+//! The script writes ids to fixed /tmp paths and its cleanup runs `rm -f /tmp/*-id`, so
+//! two runs at once would share them, and a cleanup would delete another's. Before it
+//! runs, every `/tmp/` in the script is rewritten to a directory of this test's own: no
+//! mount namespace, no privileges, and it passes from a clone anywhere, as any user.
+//! That rewrite is the only change made to the recipe's text.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -26,19 +29,26 @@ fn aws_cli() -> PathBuf {
     python::venv_dir(python::REQUIREMENTS, &py).join("bin")
 }
 
-/// Runs a script as written (no `set -e`: the recipe does not use it) with a private /tmp.
+/// The script with each fixed `/tmp/` path moved into `dir`. The recipe leaves its
+/// paths unquoted, so `dir` must be a word to the shell.
+fn private_tmp(script: &str, dir: &Path) -> String {
+    let dir = dir.display().to_string();
+    assert!(
+        dir.chars().all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c)),
+        "{dir}: the recipe's unquoted paths need a directory without spaces or shell characters (set TMPDIR)"
+    );
+    script.replace("/tmp/", &format!("{dir}/"))
+}
+
+/// Runs a script as written (no `set -e`: the recipe does not use it), its `/tmp/`
+/// paths in `tmp`.
 fn run_script(script: &str, tmp: &Path, home: &Path) -> std::process::Output {
     let config = home.join("config");
     std::fs::write(&config, "[default]\nregion = us-east-1\noutput = text\n").unwrap();
     let script_path = home.join("script.sh");
-    std::fs::write(&script_path, script).unwrap();
-    Command::new("unshare")
-        .args([
-            "-m",
-            "sh",
-            "-c",
-            &format!("mount --bind {} /tmp && exec bash {}", tmp.display(), script_path.display()),
-        ])
+    std::fs::write(&script_path, private_tmp(script, tmp)).unwrap();
+    Command::new("bash")
+        .arg(&script_path)
         .env("PATH", format!("{}:{}", aws_cli().display(), std::env::var("PATH").unwrap_or_default()))
         .env("AWS_CONFIG_FILE", &config)
         .env("AWS_ACCESS_KEY_ID", "test")
@@ -50,15 +60,27 @@ fn run_script(script: &str, tmp: &Path, home: &Path) -> std::process::Output {
         .unwrap()
 }
 
+#[test]
+fn the_fixed_tmp_paths_move_into_the_tests_own_directory() {
+    let _t = crate::support::timer();
+    let dir = Path::new("/home/runner/work/tmp.Xy_1");
+    let moved = private_tmp("echo $V > /tmp/vpc-id\nrm -f /tmp/*-id\n", dir);
+    assert_eq!(moved, "echo $V > /home/runner/work/tmp.Xy_1/vpc-id\nrm -f /home/runner/work/tmp.Xy_1/*-id\n");
+    // Every fixed path in the recipe moves: none is left pointing at the shared /tmp.
+    let script = blocks(&["Preparation", "Steps", "Cleanup"]);
+    assert!(script.contains("/tmp/"), "the recipe no longer writes to /tmp: the rewrite is moot");
+    assert!(!private_tmp(&script, dir).contains("/tmp/"));
+}
+
 fn validate(args: &[&str]) -> std::process::Output {
     microseg_on_shared(&[&["validate", "--quiet"][..], args].concat())
 }
 
 #[test]
 fn the_recipes_own_script_fails_the_gate_exactly_where_it_departs_from_its_intent() {
-    // Outside /tmp: the script's private /tmp is mounted over it.
-    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let _t = crate::support::timer();
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
     // The recipe assumes one shell session from preparation to cleanup; keep its
     // variables for the cleanup blocks, as that session would.
     let build = run_script(
@@ -70,7 +92,7 @@ fn the_recipes_own_script_fails_the_gate_exactly_where_it_departs_from_its_inten
         home.path(),
     );
     let stderr = String::from_utf8_lossy(&build.stderr);
-    // As EMULATOR.md records: the association command does not exist, and the managed
+    // As docs/EMULATOR.md records: the association command does not exist, and the managed
     // policy does not either; the script carries on regardless.
     assert!(stderr.contains("associate-network-acl"), "{stderr}");
     assert!(stderr.contains("NoSuchEntity"), "{stderr}");

@@ -7,11 +7,12 @@ use microseg_harness::run::{self, Interruption, RunOptions};
 use microseg_harness::sweep::{self, Selection};
 
 use crate::support::{
-    SweepOnDrop, inventory_of, kept_recipe_run, ledger_dir, recipe, shared, shared_endpoint, sweep_abandoned,
+    Group, SweepOnDrop, inventory_of, kept_recipe_run, ledger_dir, recipe, shared, shared_endpoint, sweep_abandoned,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recipe_builds_checks_and_tears_down_to_an_empty_inventory() {
+    let _t = crate::support::timer();
     let (clients, caps, desc) = shared().await;
     let dir = ledger_dir();
     let opts = RunOptions { ledger_dir: Some(dir.path().into()), no_signal_handler: true, ..Default::default() };
@@ -42,6 +43,7 @@ async fn recipe_builds_checks_and_tears_down_to_an_empty_inventory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_or_error_at_any_wave_leaves_an_empty_inventory() {
+    let _t = crate::support::timer();
     let (clients, caps, desc) = shared().await;
     for wave in Wave::ALL {
         for fault in [Fault::PanicAfter(wave), Fault::ErrorAfter(wave)] {
@@ -68,6 +70,7 @@ async fn a_panic_or_error_at_any_wave_leaves_an_empty_inventory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_then_sweep_leaves_an_empty_inventory() {
+    let _t = crate::support::timer();
     let (clients, caps, desc) = shared().await;
     let dir = ledger_dir();
     let opts =
@@ -87,6 +90,7 @@ async fn keep_then_sweep_leaves_an_empty_inventory() {
 /// hours ago (a run is as old as its oldest tagged resource).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sweep_older_than_removes_stale_runs_and_keeps_fresh_ones() {
+    let _t = crate::support::timer();
     let (clients, _, stale) = kept_recipe_run().await;
     let (_, _, fresh) = kept_recipe_run().await;
     let _sweep_fresh = SweepOnDrop::new(&clients, &fresh.run_id);
@@ -119,6 +123,7 @@ async fn sweep_older_than_removes_stale_runs_and_keeps_fresh_ones() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_run_on_an_endpoint_passes_and_reports_json() {
+    let _t = crate::support::timer();
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("report.json");
     // Fake secrets in the environment must never reach output, logs, report or ledger.
@@ -164,6 +169,7 @@ async fn cli_run_on_an_endpoint_passes_and_reports_json() {
 /// survive the sweep.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sweep_never_deletes_an_untagged_look_alike() {
+    let _t = crate::support::timer();
     let (clients, _, report) = kept_recipe_run().await;
     let vpc = report.bindings.vpc_id.clone().unwrap();
     let look_alike = clients
@@ -202,6 +208,7 @@ async fn sweep_never_deletes_an_untagged_look_alike() {
 /// tag that the ledger never recorded is reported by name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn teardown_check_names_a_tagged_leftover_the_ledger_never_knew() {
+    let _t = crate::support::timer();
     let (clients, _, _) = shared().await;
     let run = microseg_harness::run_id::RunId::generate();
     let vpc = clients
@@ -272,6 +279,7 @@ async fn spawn_hung_run(dir: &std::path::Path) -> (std::process::Child, microseg
 /// is empty.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_mid_build_tears_down_and_exits_130() {
+    let _t = crate::support::timer();
     let (clients, _, _) = shared().await;
     let dir = tempfile::tempdir().unwrap();
     let (mut child, ledger) = spawn_hung_run(dir.path()).await;
@@ -286,13 +294,14 @@ async fn ctrl_c_mid_build_tears_down_and_exits_130() {
 /// SIGKILL skips every handler; the ledger on disk is what `sweep --abandoned` finishes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_build_leaves_a_ledger_that_sweep_finishes() {
+    let _t = crate::support::timer();
     let (clients, _, _) = shared().await;
     let dir = tempfile::tempdir().unwrap();
     let (mut child, ledger) = spawn_hung_run(dir.path()).await;
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!inventory_of(&clients, &ledger.run_id).await.is_empty(), "the kill left the deployment");
-    let out = sweep_abandoned(dir.path());
+    let out = sweep_abandoned(Group::Shared, dir.path());
     assert_eq!(out.status.code(), Some(exit::PASS), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("{}: ", ledger.run_id)));
     assert!(inventory_of(&clients, &ledger.run_id).await.is_empty(), "sweep left resources");
@@ -304,6 +313,7 @@ async fn sigkill_mid_build_leaves_a_ledger_that_sweep_finishes() {
 /// checks pass against its own bindings), every run torn down.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_concurrent_runs_pass_and_leave_nothing() {
+    let _t = crate::support::timer();
     let (clients, caps, desc) = shared().await;
     let dir = ledger_dir();
     let plan = recipe();
@@ -335,6 +345,7 @@ async fn eight_concurrent_runs_pass_and_leave_nothing() {
 /// and tears down.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hardened_variant_passes_with_every_intended_flow() {
+    let _t = crate::support::timer();
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_microseg"))
         .args(["run", "--quiet", "--scenario", "recipe", "--variant", "hardened", "--format", "json"])

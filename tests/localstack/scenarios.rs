@@ -11,7 +11,7 @@ use microseg_harness::sweep::{self, Selection};
 use rstest::rstest;
 use serde_json::Value;
 
-use crate::support::{SweepOnDrop, inventory_of, microseg_on_shared, shared, shared_endpoint, text};
+use crate::support::{Group, SweepOnDrop, endpoint, inventory_of, microseg_on, on, text};
 
 /// Where a scenario comes from.
 #[derive(Debug, Clone, Copy)]
@@ -46,7 +46,7 @@ enum Break {
 
 fn microseg(args: &[String]) -> Output {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    microseg_on_shared(&args)
+    microseg_on(Group::Nat, &args)
 }
 
 /// The design's own verdict, before anything is built: `plan --reach` on the same spec.
@@ -86,7 +86,8 @@ async fn scenario_runs_passes_the_gate_catches_a_break_and_sweeps_to_nothing(
     #[case] breaks: Break,
     #[case] every_intent_passes: bool,
 ) {
-    let (clients, _, _) = shared().await;
+    let _t = crate::support::timer();
+    let (clients, _, _) = on(Group::Nat).await;
     let designed = counts(&designed_intent_note(source));
     assert_eq!(designed.0 == designed.1, every_intent_passes, "the design's own verdict: {designed:?}");
 
@@ -96,7 +97,7 @@ async fn scenario_runs_passes_the_gate_catches_a_break_and_sweeps_to_nothing(
     args.extend(source.args());
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_microseg"))
         .args(&args)
-        .args(["--target", &format!("endpoint={}", shared_endpoint())])
+        .args(["--target", &format!("endpoint={}", endpoint(Group::Nat))])
         .env("MICROSEG_CACHE_DIR", cache.path())
         .output()
         .unwrap();
@@ -177,10 +178,11 @@ async fn scenario_runs_passes_the_gate_catches_a_break_and_sweeps_to_nothing(
 /// is torn down to nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_runs_of_four_designs_at_once_keep_apart_and_leave_nothing() {
+    let _t = crate::support::timer();
     use microseg_harness::plan::Plan;
     use microseg_harness::run::{self, RunOptions};
 
-    let (clients, caps, desc) = shared().await;
+    let (clients, caps, desc) = on(Group::Nat).await;
     let dir = tempfile::tempdir().unwrap();
     let names = ["three-tier", "three-tier-hardened", "microservices", "microservices-hardened"];
     let plans: Vec<Plan> = names
@@ -227,9 +229,10 @@ async fn eight_runs_of_four_designs_at_once_keep_apart_and_leave_nothing() {
 /// Elastic IP, carrying its tags, and its routes re-pointed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_foreign_nat_gateway_without_connectivity_type_is_taken_as_public_and_named() {
+    let _t = crate::support::timer();
     use aws_sdk_ec2::types::{DomainType, ResourceType, TagSpecification};
 
-    let (clients, _, _) = shared().await;
+    let (clients, _, _) = on(Group::Nat).await;
     let source = Source::Builtin("three-tier", "hardened");
     let mut args: Vec<String> = ["run", "--quiet", "--keep", "--format", "json"].map(String::from).to_vec();
     args.extend(source.args());

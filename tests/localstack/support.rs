@@ -1,7 +1,15 @@
-//! Shared fixtures: one emulator per test binary, clients for it, inventory helpers.
+//! Shared fixtures: an emulator per group of tests, clients for it, inventory helpers,
+//! and a per-test timer.
+//!
+//! Why groups: LocalStack never forgets some state (a VPC's default NACL once it had
+//! subnets, NAT gateways in state `deleted`), and `DescribeNetworkAcls` gets 10–20×
+//! slower as that piles up (docs/EMULATOR.md). The heavy groups, the fault matrices and
+//! the NAT scenarios, each get a fresh emulator, so neither slows the other or the rest.
+//! A LocalStack is single-threaded Python: three of them also use both cores.
 
+use std::io::Write;
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use microseg_harness::aws::Clients;
 use microseg_harness::capabilities::Capabilities;
@@ -11,38 +19,111 @@ use microseg_harness::run_id::RunId;
 use microseg_harness::spec;
 use microseg_harness::target::{LocalStackHost, Target, TargetKind, TargetOptions};
 
-/// The binary's shared emulator: started once, on a thread with its own runtime, and
+/// A set of tests that shares one emulator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    /// Everything not heavy: the recipe, the gate, the CLI, CloudFormation.
+    Shared,
+    /// The fault-injection matrices (`faults.rs`): many runs, many orphaned NACLs.
+    Faults,
+    /// The scenarios with NAT gateways (`scenarios.rs`), which LocalStack never purges.
+    Nat,
+}
+
+impl Group {
+    const ALL: [Group; 3] = [Group::Shared, Group::Faults, Group::Nat];
+
+    fn index(self) -> usize {
+        Group::ALL.iter().position(|g| *g == self).expect("listed")
+    }
+}
+
+/// The group's emulator: started on first use, on a thread with its own runtime, and
 /// kept in a static. Statics are never dropped; the reaper's atexit hook stops it.
-pub fn shared_endpoint() -> &'static str {
-    static SHARED: OnceLock<(LocalStackHost, String)> = OnceLock::new();
-    &SHARED
+pub fn endpoint(group: Group) -> &'static str {
+    static EMULATORS: [OnceLock<(LocalStackHost, String)>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    &EMULATORS[group.index()]
         .get_or_init(|| {
-            std::thread::spawn(|| {
+            std::thread::spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-                // CloudFormation too: the gate's tests deploy a second implementation with it.
+                // CloudFormation too where the gate's tests deploy a second implementation.
+                let extra: &[&str] = if group == Group::Shared { &["cloudformation"] } else { &[] };
                 let host = rt
-                    .block_on(LocalStackHost::start_with_services(Duration::from_secs(300), false, &["cloudformation"]))
-                    .expect("shared LocalStack starts");
+                    .block_on(LocalStackHost::start_with_services(Duration::from_secs(300), false, extra))
+                    .unwrap_or_else(|e| panic!("the {group:?} group's LocalStack starts: {e}"));
                 let url = host.endpoint();
                 (host, url)
             })
             .join()
-            .expect("shared emulator thread")
+            .expect("emulator thread")
         })
         .1
 }
 
-/// A target on the shared emulator (endpoint kind, probed).
-pub async fn shared_target() -> Target {
-    Target::start(&TargetOptions::new(TargetKind::Endpoint(shared_endpoint().to_string())))
+/// The shared group's emulator.
+pub fn shared_endpoint() -> &'static str {
+    endpoint(Group::Shared)
+}
+
+/// Times the test it is created in, from creation to drop, and appends the time to
+/// `target/tmp/test-times.tsv` (`seconds<TAB>test`): libtest on stable reports no
+/// per-test times, and `.ci/run` lists the slowest from this file.
+#[must_use = "the timer measures until it is dropped"]
+pub struct Timer {
+    started: Instant,
+}
+
+/// Starts a [`Timer`] for the calling test (named by its thread, as libtest names it).
+pub fn timer() -> Timer {
+    Timer { started: Instant::now() }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        let name = std::thread::current().name().unwrap_or("unnamed").to_string();
+        let outcome = if std::thread::panicking() { "\tFAILED" } else { "" };
+        let line = format!("{:.1}\t{name}{outcome}\n", self.started.elapsed().as_secs_f64());
+        let file = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-times.tsv");
+        // One write of one short line: appends from concurrent tests do not interleave.
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(file) {
+            let _ = f.write_all(line.as_bytes());
+        }
+    }
+}
+
+/// Whether the exhaustive fault matrices run: `MICROSEG_EXHAUSTIVE=1` (the nightly
+/// workflow sets it). By default they are sampled.
+pub fn exhaustive() -> bool {
+    std::env::var("MICROSEG_EXHAUSTIVE").is_ok_and(|v| v == "1")
+}
+
+/// The seed of a sampled matrix: `MICROSEG_TEST_SEED` when set, else drawn from the
+/// clock. Printed either way, so a failure can be replayed.
+pub fn seed(test: &str) -> u64 {
+    let seed = match std::env::var("MICROSEG_TEST_SEED") {
+        Ok(v) => v.parse().unwrap_or_else(|_| panic!("MICROSEG_TEST_SEED={v:?} is not an unsigned integer")),
+        Err(_) => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64,
+    };
+    eprintln!("{test}: MICROSEG_TEST_SEED={seed} (set it to replay this sample)");
+    seed
+}
+
+/// A target on a group's emulator (endpoint kind, probed).
+pub async fn target_on(group: Group) -> Target {
+    Target::start(&TargetOptions::new(TargetKind::Endpoint(endpoint(group).to_string())))
         .await
         .expect("endpoint target")
 }
 
+/// Clients, capabilities and description of a group's emulator.
+pub async fn on(group: Group) -> (Clients, Capabilities, String) {
+    let t = target_on(group).await;
+    (t.clients(), t.capabilities.clone(), t.description.clone())
+}
+
 /// Clients and capabilities on the shared emulator.
 pub async fn shared() -> (Clients, Capabilities, String) {
-    let t = shared_target().await;
-    (t.clients(), t.capabilities.clone(), t.description.clone())
+    on(Group::Shared).await
 }
 
 /// The built-in recipe, planned.
@@ -74,19 +155,24 @@ pub fn text(o: &std::process::Output) -> String {
 
 /// Runs the `microseg` binary on the shared emulator (`--target endpoint=…` appended).
 pub fn microseg_on_shared(args: &[&str]) -> std::process::Output {
+    microseg_on(Group::Shared, args)
+}
+
+/// Runs the `microseg` binary on a group's emulator (`--target endpoint=…` appended).
+pub fn microseg_on(group: Group, args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_microseg"))
         .args(args)
         .arg("--target")
-        .arg(format!("endpoint={}", shared_endpoint()))
+        .arg(format!("endpoint={}", endpoint(group)))
         .output()
         .unwrap()
 }
 
-/// `microseg sweep --abandoned` on the shared emulator, with `cache` as its cache dir:
+/// `microseg sweep --abandoned` on a group's emulator, with `cache` as its cache dir:
 /// where a killed run left its ledger.
-pub fn sweep_abandoned(cache: &std::path::Path) -> std::process::Output {
+pub fn sweep_abandoned(group: Group, cache: &std::path::Path) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_microseg"))
-        .args(["sweep", "--quiet", "--abandoned", "--target", &format!("endpoint={}", shared_endpoint())])
+        .args(["sweep", "--quiet", "--abandoned", "--target", &format!("endpoint={}", endpoint(group))])
         .env("MICROSEG_CACHE_DIR", cache)
         .output()
         .unwrap()

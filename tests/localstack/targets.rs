@@ -14,6 +14,7 @@ async fn describe_vpcs(t: &Target) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_target_serves_and_leaves_no_process() {
+    let _t = crate::support::timer();
     let t = Target::start(&TargetOptions::new(TargetKind::LocalStackHost)).await.expect("host target");
     assert!(t.description.contains("LocalStack 4.14.0"), "{}", t.description);
     describe_vpcs(&t).await;
@@ -28,6 +29,7 @@ async fn host_target_serves_and_leaves_no_process() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_target_is_stopped_by_drop_too() {
+    let _t = crate::support::timer();
     let host = LocalStackHost::start(Duration::from_secs(300), false).await.expect("host");
     let pid = host.pid().unwrap();
     drop(host);
@@ -36,6 +38,7 @@ async fn host_target_is_stopped_by_drop_too() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_host_targets_run_at_once_on_different_ports() {
+    let _t = crate::support::timer();
     let opts = TargetOptions::new(TargetKind::LocalStackHost);
     let (a, b) = tokio::join!(Target::start(&opts), Target::start(&opts));
     let (a, b) = (a.expect("first host"), b.expect("second host"));
@@ -50,6 +53,7 @@ async fn two_host_targets_run_at_once_on_different_ports() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoint_target_serves_an_emulator_already_running() {
+    let _t = crate::support::timer();
     let t = Target::start(&TargetOptions::new(TargetKind::Endpoint(shared_endpoint().to_string()))).await.unwrap();
     assert!(t.description.starts_with("LocalStack"), "{}", t.description);
     describe_vpcs(&t).await;
@@ -60,6 +64,7 @@ async fn endpoint_target_serves_an_emulator_already_running() {
 /// numbers above 32766 are accepted. The probe must find both, by behaviour.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_finds_the_nacl_divergences_by_behaviour() {
+    let _t = crate::support::timer();
     let t = Target::start(&TargetOptions::new(TargetKind::Endpoint(shared_endpoint().to_string()))).await.unwrap();
     assert!(t.capabilities.has(Divergence::NaclWithoutDefaultDeny));
     assert!(t.capabilities.has(Divergence::NaclRuleNumberUnbounded));
@@ -67,16 +72,15 @@ async fn probe_finds_the_nacl_divergences_by_behaviour() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn container_target_serves_and_is_removed() {
+    let _t = crate::support::timer();
     let image = microseg_harness::target::container::configured_image();
     let ready =
         microseg_harness::target::docker_status().is_ok() && microseg_harness::target::container::image_present(&image);
     if !ready {
-        // CI sets MICROSEG_REQUIRE_CONTAINER=1 where it built the image: there a skip is a failure.
-        assert!(
-            std::env::var("MICROSEG_REQUIRE_CONTAINER").is_err(),
-            "container target required but Docker or image {image} unavailable"
-        );
-        eprintln!("SKIP container_target_serves_and_is_removed: Docker or image {image} not available");
+        // `.ci/run` builds the image (localstack/build-image.sh) wherever Docker answers.
+        let why =
+            format!("no Docker engine answers, or image {image} is missing (localstack/build-image.sh builds it)");
+        crate::skip::skip("container_target_serves_and_is_removed", &why);
         return;
     }
     let t = Target::start(&TargetOptions::new(TargetKind::LocalStackContainer)).await.expect("container target");
@@ -97,15 +101,11 @@ async fn container_target_serves_and_is_removed() {
 /// STS says the account is 000000000000.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aws_target_refuses_an_account_not_in_the_allowlist() {
+    let _t = crate::support::timer();
     let mut opts = TargetOptions::new(TargetKind::Aws);
     opts.aws_endpoint_override = Some(shared_endpoint().to_string());
     opts.region = Some("us-east-1".into());
     opts.allow_accounts = vec!["111111111111".into()];
-    // SAFETY: the emulator ignores credentials; these are fake and only make the chain resolve.
-    unsafe {
-        std::env::set_var("AWS_ACCESS_KEY_ID", "AKIAFAKEFAKEFAKEFAKE");
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", "fake-secret");
-    }
     match Target::start(&opts).await {
         Err(TargetError::AccountNotAllowed { actual, allowed }) => {
             assert_eq!(actual, "000000000000");

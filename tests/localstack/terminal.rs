@@ -7,6 +7,7 @@ use crate::support::microseg_on_shared;
 
 #[test]
 fn a_run_names_its_log_file_which_records_every_phase_in_plain_text() {
+    let _t = crate::support::timer();
     let out = microseg_on_shared(&["run"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(exit::PASS), "{stderr}");

@@ -1,6 +1,9 @@
 //! Suites that need no emulator: the CLI's input checking and exit codes, and the HTML
 //! report rendered in a browser.
 
+#[path = "../common/skip.rs"]
+mod skip;
+
 // Bad input: a clear error, exit code 2, and no API call.
 mod bad_input;
 
@@ -9,6 +12,9 @@ mod html;
 
 // SARIF against the official schema.
 mod sarif;
+
+// `cargo test` after `cargo build` compiles no dependency again.
+mod one_compile;
 
 // The JSON report against its schema.
 mod report_schema;

@@ -104,8 +104,9 @@ pub struct TargetOptions {
     pub probe: bool,
     /// Where the probe keeps its ledger while it runs (default: [`ledger::runs_dir`]).
     pub ledger_dir: Option<PathBuf>,
-    /// Send `aws` traffic to this endpoint instead of AWS. Only for tests of the guard,
-    /// where an emulator stands in for the account; the CLI does not expose it.
+    /// Send `aws` traffic to this endpoint instead of AWS, with fixed fake credentials.
+    /// Only for tests of the guard, where an emulator stands in for the account; the
+    /// CLI does not expose it.
     pub aws_endpoint_override: Option<String>,
 }
 
@@ -499,7 +500,10 @@ async fn start_aws(opts: &TargetOptions) -> Result<Target, TargetError> {
         loader = loader.region(Region::new(r.clone()));
     }
     if let Some(url) = &opts.aws_endpoint_override {
-        loader = loader.endpoint_url(url);
+        // An emulator stands in for the account: it ignores credentials, and fixed fake
+        // ones keep the test from depending on (or changing) the process's environment.
+        let fake = Credentials::new("AKIAFAKEFAKEFAKEFAKE", "fake", None, None, "microseg-test");
+        loader = loader.endpoint_url(url).credentials_provider(fake);
     }
     let sdk_config = loader.load().await;
     let region = sdk_config.region().map(|r| r.to_string()).unwrap_or_default();
