@@ -692,6 +692,7 @@ fn wave_of(op: &str) -> usize {
         | "PutRolePolicy"
         | "PutMetricFilter"
         | "PutMetricAlarm"
+        | "TagResource"
         | "CreateFlowLogs" => 2,
         "CreateNetworkAclEntry"
         | "ReplaceNetworkAclAssociation"
