@@ -819,7 +819,8 @@ async fn create_nat_gateways(
                 .allocation_id(b.elastic_ips.get(&n.name).cloned().unwrap_or_default())
                 // Public is AWS's default; said explicitly because LocalStack (moto)
                 // echoes the parameter and reports a NAT gateway created without it as
-                // connectivity "None" (EMULATOR.md).
+                // connectivity "None" (docs/EMULATOR.md, "Divergences from AWS":
+                // nat-connectivity-type-echoed).
                 .connectivity_type(aws_sdk_ec2::types::ConnectivityType::Public)
                 .tag_specifications(ctx.ec2_tags(plan, ResourceType::Natgateway, &n.tag_name, &BTreeMap::new()))
                 .send()

@@ -273,8 +273,9 @@ pub async fn leftovers_in_vpc(clients: &Clients, vpc_id: &str) -> Result<Vec<Str
         async { ec2.describe_route_tables().filters(f.clone()).send().await.map_err(aws_err("DescribeRouteTables")) },
     )?;
     out.extend(subnets.subnets().iter().filter_map(|v| v.subnet_id()).map(|id| format!("subnet {id}")));
-    // Orphans count: DeleteVpc on LocalStack leaves NACLs behind (EMULATOR.md). The
-    // default one is marked, so the caller can tell the emulator's orphan apart.
+    // Orphans count: DeleteVpc on LocalStack leaves NACLs behind (docs/EMULATOR.md,
+    // "Divergences from AWS": delete-vpc-orphans-dependents). The default one is marked,
+    // so the caller can tell the emulator's orphan apart.
     out.extend(nacls.network_acls().iter().filter_map(|v| {
         let id = v.network_acl_id()?;
         Some(if v.is_default() == Some(true) {

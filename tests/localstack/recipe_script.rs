@@ -92,8 +92,9 @@ fn the_recipes_own_script_fails_the_gate_exactly_where_it_departs_from_its_inten
         home.path(),
     );
     let stderr = String::from_utf8_lossy(&build.stderr);
-    // As docs/EMULATOR.md records: the association command does not exist, and the managed
-    // policy does not either; the script carries on regardless.
+    // As docs/EMULATOR.md, "The recipe's own script against LocalStack", records: the
+    // association command does not exist, and the managed policy does not either; the
+    // script carries on regardless.
     assert!(stderr.contains("associate-network-acl"), "{stderr}");
     assert!(stderr.contains("NoSuchEntity"), "{stderr}");
     let vpc = std::fs::read_to_string(tmp.path().join("vpc-id")).unwrap().trim().to_string();
@@ -189,7 +190,8 @@ fn the_recipes_own_script_fails_the_gate_exactly_where_it_departs_from_its_inten
     let text = String::from_utf8_lossy(&gone.stdout).to_string();
     eprintln!("expect-gone after the recipe's cleanup:\n{text}");
     // On LocalStack the cleanup removes everything but the VPC's default NACL, which the
-    // emulator's DeleteVpc orphans (EMULATOR.md): named as that divergence, not counted.
+    // emulator's DeleteVpc orphans (docs/EMULATOR.md, "A VPC's default NACL cannot be
+    // freed"): named as that divergence, not counted.
     assert_eq!(gone.status.code(), Some(exit::PASS), "{text}");
     assert!(text.contains("(the VPC's default NACL): orphaned by the emulator's DeleteVpc"), "{text}");
     assert_eq!(text.lines().filter(|l| l.starts_with("not counted:")).count(), 1, "{text}");

@@ -3,8 +3,9 @@
 //!
 //! Why groups: LocalStack never forgets some state (a VPC's default NACL once it had
 //! subnets, NAT gateways in state `deleted`), and `DescribeNetworkAcls` gets 10–20×
-//! slower as that piles up (docs/EMULATOR.md). The heavy groups, the fault matrices and
-//! the NAT scenarios, each get a fresh emulator, so neither slows the other or the rest.
+//! slower as that piles up (docs/EMULATOR.md, "More LocalStack 4.14.0 facts measured by
+//! the project"). The heavy groups, the fault matrices and the NAT scenarios, each get a
+//! fresh emulator, so neither slows the other or the rest.
 //! A LocalStack is single-threaded Python: three of them also use both cores.
 
 use std::io::Write;

@@ -60,7 +60,7 @@ async fn endpoint_target_serves_an_emulator_already_running() {
     t.stop().await;
 }
 
-/// See EMULATOR.md, "Divergences from AWS": a new custom NACL has no entries, and rule
+/// See docs/EMULATOR.md, "Divergences from AWS": a new custom NACL has no entries, and rule
 /// numbers above 32766 are accepted. The probe must find both, by behaviour.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_finds_the_nacl_divergences_by_behaviour() {

@@ -78,7 +78,8 @@ impl LocalStackHost {
             .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
             .env("SERVICES", REQUIRED_SERVICES.iter().chain(extra).copied().collect::<Vec<_>>().join(","))
             // Pay the lazy provider load (~1.7 s per service) during start-up, where the
-            // readiness check absorbs it, not in the first call of a run (EMULATOR.md).
+            // readiness check absorbs it, not in the first call of a run
+            // (docs/EMULATOR.md, "Per-call latency").
             .env("EAGER_SERVICE_LOADING", "1")
             // Per-instance state, so two emulators never share files. In host mode
             // LocalStack keeps its files under FILESYSTEM_ROOT (by default inside the

@@ -1,7 +1,7 @@
 //! A Python ≥ 3.12 and the cached LocalStack venv built with it.
 //!
 //! LocalStack 4.14.0's stores use PEP 695 syntax, so 3.11 starts EC2 and then fails in
-//! CloudWatch (EMULATOR.md, "Host mode"). We look for an interpreter in this order:
+//! CloudWatch (docs/EMULATOR.md, "Python ≥ 3.12"). We look for an interpreter in this order:
 //! `MICROSEG_PYTHON`, `python3.13`/`python3.12`/`python3` on `PATH`, then pyenv's
 //! versions. Each candidate is *run* to read its version, because a pyenv shim exists on
 //! `PATH` even when it refuses to run.
