@@ -312,7 +312,7 @@ pub async fn bench(plan: &Plan, planned_resources: usize, opts: &BenchOptions) -
     })
 }
 
-/// The report as Markdown tables (for the terminal and the README alike).
+/// The report as Markdown tables, for the terminal and for docs/BENCHMARKS.md alike.
 pub fn text(r: &BenchReport) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "| measurement | value |\n|---|---|");

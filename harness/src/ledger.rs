@@ -51,7 +51,7 @@ pub enum ResourceKind {
     /// it when the VPC goes, and every orphan slows that emulator's later NACL calls.
     /// AWS refuses to delete a default NACL but deletes it with its VPC, so it comes
     /// last and "not found" is done. (A run cannot do the same for its own VPC: see
-    /// the README's "Faults".)
+    /// docs/EMULATOR.md, "A VPC's default NACL cannot be freed".)
     DefaultNetworkAcl,
 }
 

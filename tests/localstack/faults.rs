@@ -129,12 +129,17 @@ struct FaultProxy {
     refused: Arc<Mutex<Vec<String>>>,
     /// The operation of the request the proxy holds, once it holds one.
     stalled_op: Arc<Mutex<Option<String>>>,
-    /// The SDK's attempts, per invocation (`amz-sdk-invocation-id`): for each attempt
-    /// its number and the maximum the client announced (`amz-sdk-request: attempt=N;
-    /// max=M`), and when it arrived.
-    attempts: Arc<Mutex<BTreeMap<String, Vec<(u32, u32, std::time::Instant)>>>>,
+    /// The SDK's attempts, per invocation (`amz-sdk-invocation-id`).
+    attempts: Attempts,
     task: tokio::task::JoinHandle<()>,
 }
+
+/// One attempt of an SDK call: its number and the maximum the client announced
+/// (`amz-sdk-request: attempt=N; max=M`), and when it arrived.
+type Attempt = (u32, u32, std::time::Instant);
+
+/// The SDK's attempts, per invocation id.
+type Attempts = Arc<Mutex<BTreeMap<String, Vec<Attempt>>>>;
 
 /// `attempt=N; max=M` of the SDK's `amz-sdk-request` header.
 fn attempt_header(parts: &hyper::http::request::Parts) -> Option<(String, u32, u32)> {
@@ -215,7 +220,7 @@ impl FaultProxy {
         let steps: Arc<Mutex<Vec<String>>> = Arc::default();
         let refused: Arc<Mutex<Vec<String>>> = Arc::default();
         let stalled_op: Arc<Mutex<Option<String>>> = Arc::default();
-        let attempts: Arc<Mutex<BTreeMap<String, Vec<(u32, u32, std::time::Instant)>>>> = Arc::default();
+        let attempts: Attempts = Arc::default();
         let (inj, fwd, stl, muts, seen) =
             (injected.clone(), forwarded.clone(), stalled.clone(), mutations.clone(), calls.clone());
         let log = (steps.clone(), refused.clone(), stalled_op.clone(), attempts.clone());

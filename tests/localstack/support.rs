@@ -144,6 +144,51 @@ pub fn process_alive(pid: u32) -> bool {
     unsafe { libc::kill(pid as i32, 0) == 0 }
 }
 
+/// Every TCP address on which a process of this process group listens, read from
+/// `/proc`: each process's socket inodes, matched against the LISTEN entries of
+/// `/proc/net/tcp` and `/proc/net/tcp6`.
+pub fn listening_addresses(pgid: u32) -> Vec<std::net::SocketAddr> {
+    let mut inodes = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        // SAFETY: getpgid only reads the process table.
+        if unsafe { libc::getpgid(pid) } != pgid as i32 {
+            continue;
+        }
+        for fd in std::fs::read_dir(entry.path().join("fd")).into_iter().flatten().flatten() {
+            let link = std::fs::read_link(fd.path()).unwrap_or_default();
+            if let Some(inode) = link.to_str().and_then(|l| l.strip_prefix("socket:[")?.strip_suffix(']')) {
+                inodes.insert(inode.to_string());
+            }
+        }
+    }
+    let mut found = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        for line in std::fs::read_to_string(table).unwrap_or_default().lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // local_address is field 1, st is field 3 (0A: LISTEN), inode is field 9.
+            if fields.len() > 9 && fields[3] == "0A" && inodes.contains(fields[9]) {
+                found.push(proc_net_address(fields[1]));
+            }
+        }
+    }
+    found
+}
+
+/// `0100007F:1F90` (IPv4) or 32 hex digits and a port (IPv6), as `/proc/net/tcp*` writes
+/// them: each 32-bit word in host byte order.
+fn proc_net_address(hex: &str) -> std::net::SocketAddr {
+    let (ip, port) = hex.split_once(':').unwrap();
+    let port = u16::from_str_radix(port, 16).unwrap();
+    let words: Vec<u32> = (0..ip.len() / 8).map(|i| u32::from_str_radix(&ip[i * 8..i * 8 + 8], 16).unwrap()).collect();
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
+    let ip: std::net::IpAddr = match bytes.len() {
+        4 => std::net::Ipv4Addr::from(<[u8; 4]>::try_from(bytes).unwrap()).into(),
+        _ => std::net::Ipv6Addr::from(<[u8; 16]>::try_from(bytes).unwrap()).into(),
+    };
+    std::net::SocketAddr::new(ip, port)
+}
+
 /// A ledger dir private to one test.
 pub fn ledger_dir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()

@@ -5,7 +5,7 @@ use std::time::Duration;
 use microseg_harness::capabilities::Divergence;
 use microseg_harness::target::{Guard, LocalStackHost, Target, TargetError, TargetKind, TargetOptions};
 
-use crate::support::{process_alive, shared_endpoint};
+use crate::support::{listening_addresses, process_alive, shared_endpoint};
 
 async fn describe_vpcs(t: &Target) -> usize {
     let out = t.clients().ec2.describe_vpcs().send().await.expect("DescribeVpcs through the target");
@@ -23,8 +23,28 @@ async fn host_target_serves_and_leaves_no_process() {
         other => panic!("expected a host guard, got {other:?}"),
     };
     assert!(process_alive(pid));
+    // Loopback only, on every socket any of its processes listens on: an emulator
+    // answers any AWS call without authentication.
+    let listening = listening_addresses(pid);
+    let port: u16 = t.endpoint.as_deref().unwrap().rsplit(':').next().unwrap().parse().unwrap();
+    assert!(listening.iter().any(|a| a.port() == port), "the gateway's port {port} is not among {listening:?}");
+    let exposed: Vec<_> = listening.iter().filter(|a| !a.ip().is_loopback()).collect();
+    assert!(exposed.is_empty(), "LocalStack listens beyond loopback: {exposed:?} (all: {listening:?})");
     t.stop().await;
     assert!(!process_alive(pid), "LocalStack pid {pid} survived stop");
+}
+
+#[test]
+fn a_listen_address_that_is_not_an_ip_is_refused_before_anything_starts() {
+    let _t = crate::support::timer();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_microseg"))
+        .args(["--quiet", "run", "--target", "localstack-host"])
+        .env("MICROSEG_LISTEN_ADDRESS", "localhost:4566")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(microseg_harness::exit::TARGET_UNAVAILABLE), "{stderr}");
+    assert!(stderr.contains("MICROSEG_LISTEN_ADDRESS=\"localhost:4566\" is not an IP address"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,6 +109,15 @@ async fn container_target_serves_and_is_removed() {
         other => panic!("expected a container guard, got {other:?}"),
     };
     describe_vpcs(&t).await;
+    // Published on loopback alone (Docker's default is every interface, v4 and v6).
+    let port = std::process::Command::new("docker").args(["port", &id]).output().unwrap();
+    let published = String::from_utf8_lossy(&port.stdout).to_string();
+    let addresses: Vec<&str> = published.lines().filter_map(|l| l.split(" -> ").nth(1)).collect();
+    assert!(!addresses.is_empty(), "docker port {id} lists nothing: {}", String::from_utf8_lossy(&port.stderr));
+    for a in &addresses {
+        let address: std::net::SocketAddr = a.parse().unwrap_or_else(|e| panic!("{a}: {e}"));
+        assert!(address.ip().is_loopback(), "the container's port is published on {address}: {published}");
+    }
     t.stop().await;
     let ps = std::process::Command::new("docker")
         .args(["ps", "-aq", "--no-trunc", "--filter", &format!("id={id}")])

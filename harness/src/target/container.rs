@@ -7,15 +7,18 @@
 //! container is removed on drop (testcontainers' RAII), and registered with the reaper
 //! for the case where the owner lives in a `static`.
 
+use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use testcontainers::bollard::models::PortBinding;
 use testcontainers::core::{ContainerPort, WaitFor};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
 use super::TargetError;
 use super::health::{self, NotReady, REQUIRED_SERVICES};
+use super::listen::Listen;
 use super::reaper::{self, Reapable, Ticket};
 
 /// The image used when `MICROSEG_LOCALSTACK_IMAGE` is not set.
@@ -59,6 +62,7 @@ pub fn image_present(image: &str) -> bool {
 pub struct LocalStackContainer {
     container: Option<ContainerAsync<GenericImage>>,
     port: u16,
+    listen: Listen,
     ticket: Ticket,
     /// The image it runs.
     pub image: String,
@@ -80,6 +84,10 @@ impl LocalStackContainer {
         let image = configured_image();
         let (name, tag) = image.rsplit_once(':').unwrap_or((image.as_str(), "latest"));
         let started = Instant::now();
+        let listen = Listen::from_env()?;
+        // Docker publishes an exposed port on every interface, IPv4 and IPv6; bind it to
+        // loopback alone (listen.rs). An empty host port lets Docker pick a free one.
+        let bind = listen.bind.to_string();
         let container = GenericImage::new(name, tag)
             .with_exposed_port(ContainerPort::Tcp(4566))
             .with_wait_for(WaitFor::message_on_stdout("Ready."))
@@ -89,17 +97,24 @@ impl LocalStackContainer {
             .with_env_var("SKIP_SSL_CERT_DOWNLOAD", "1")
             .with_label("managed-by", "microseg")
             .with_startup_timeout(startup_timeout)
+            .with_host_config_modifier(move |host| {
+                let binding = PortBinding { host_ip: Some(bind.clone()), host_port: Some(String::new()) };
+                host.publish_all_ports = Some(false);
+                host.port_bindings = Some(HashMap::from([("4566/tcp".to_string(), Some(vec![binding]))]));
+            })
             .start()
             .await
             .map_err(|e| TargetError::Container { image: image.clone(), message: e.to_string() })?;
         let ticket = reaper::register(Reapable::Container(container.id().to_string()));
-        let port = container
-            .get_host_port_ipv4(4566)
-            .await
-            .map_err(|e| TargetError::Container { image: image.clone(), message: e.to_string() })?;
+        let port = match listen.bind {
+            std::net::IpAddr::V4(_) => container.get_host_port_ipv4(4566).await,
+            std::net::IpAddr::V6(_) => container.get_host_port_ipv6(4566).await,
+        }
+        .map_err(|e| TargetError::Container { image: image.clone(), message: e.to_string() })?;
         let mut this = LocalStackContainer {
             container: Some(container),
             port,
+            listen,
             ticket,
             image: image.clone(),
             start_to_ready: Duration::ZERO,
@@ -130,9 +145,9 @@ impl LocalStackContainer {
         }
     }
 
-    /// `http://127.0.0.1:<mapped port>`
+    /// `http://127.0.0.1:<mapped port>` (the published address, when not loopback)
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.listen.url(self.port)
     }
 
     /// The container id.

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::TargetError;
 use super::health::{self, NotReady, REQUIRED_SERVICES};
+use super::listen::Listen;
 use super::python::{self, cache_dir, tail_of};
 use super::reaper::{self, Reapable, Ticket};
 
@@ -26,6 +27,7 @@ const GRACE: Duration = Duration::from_secs(5);
 pub struct LocalStackHost {
     child: Option<Child>,
     port: u16,
+    listen: Listen,
     log_path: PathBuf,
     volume_dir: PathBuf,
     ticket: Ticket,
@@ -53,6 +55,8 @@ impl LocalStackHost {
         keep: bool,
         extra: &[&str],
     ) -> Result<LocalStackHost, TargetError> {
+        // Before the venv: a bad address is a usage error, not worth a minute's install.
+        let listen = Listen::from_env()?;
         let venv = tokio::task::spawn_blocking(|| {
             let py = python::find_python()?;
             python::ensure_venv(&py)
@@ -60,7 +64,7 @@ impl LocalStackHost {
         .await
         .expect("venv bootstrap does not panic")?;
 
-        let port = free_port()?;
+        let port = free_port(listen)?;
         let logs = cache_dir().join("logs");
         fs::create_dir_all(&logs).map_err(|e| TargetError::io("create the log directory", &logs, e))?;
         let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
@@ -75,7 +79,12 @@ impl LocalStackHost {
 
         let mut cmd = Command::new(&venv.python);
         cmd.args(["-m", "localstack.runtime.main"])
-            .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
+            // Loopback unless MICROSEG_LISTEN_ADDRESS says otherwise (listen.rs). The
+            // default server, twisted, binds every IPv4 interface whatever the host in
+            // GATEWAY_LISTEN; hypercorn binds the host it is given (docs/EMULATOR.md,
+            // "Listening address").
+            .env("GATEWAY_SERVER", "hypercorn")
+            .env("GATEWAY_LISTEN", std::net::SocketAddr::new(listen.bind, port).to_string())
             .env("SERVICES", REQUIRED_SERVICES.iter().chain(extra).copied().collect::<Vec<_>>().join(","))
             // Pay the lazy provider load (~1.7 s per service) during start-up, where the
             // readiness check absorbs it, not in the first call of a run
@@ -115,6 +124,7 @@ impl LocalStackHost {
         let mut host = LocalStackHost {
             child: Some(child),
             port,
+            listen,
             log_path,
             volume_dir,
             ticket,
@@ -152,9 +162,9 @@ impl LocalStackHost {
         }
     }
 
-    /// `http://127.0.0.1:<port>`
+    /// `http://127.0.0.1:<port>` (the bound address, when not loopback)
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.listen.url(self.port)
     }
 
     /// The emulator's log file.
@@ -207,11 +217,12 @@ impl Drop for LocalStackHost {
     }
 }
 
-/// A free loopback port, as the kernel hands it out.
-fn free_port() -> Result<u16, TargetError> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| TargetError::io("find a free port", std::path::Path::new("127.0.0.1"), e))?;
-    Ok(l.local_addr().map_err(|e| TargetError::io("find a free port", std::path::Path::new("127.0.0.1"), e))?.port())
+/// A free port on the address the emulator will bind, as the kernel hands it out.
+fn free_port(listen: Listen) -> Result<u16, TargetError> {
+    let at = listen.bind.to_string();
+    let l = std::net::TcpListener::bind((listen.bind, 0))
+        .map_err(|e| TargetError::io("find a free port", std::path::Path::new(&at), e))?;
+    Ok(l.local_addr().map_err(|e| TargetError::io("find a free port", std::path::Path::new(&at), e))?.port())
 }
 
 type SpawnJob = (Command, mpsc::Sender<std::io::Result<Child>>);

@@ -14,6 +14,7 @@
 pub mod container;
 pub mod health;
 pub mod host;
+pub mod listen;
 pub mod python;
 pub mod reaper;
 
@@ -131,6 +132,14 @@ impl TargetOptions {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TargetError {
+    /// `MICROSEG_LISTEN_ADDRESS` is not an IP address.
+    #[error(
+        "MICROSEG_LISTEN_ADDRESS={value:?} is not an IP address (unset it for loopback, or name one, e.g. 0.0.0.0 for every interface)"
+    )]
+    ListenAddress {
+        /// The variable's value.
+        value: String,
+    },
     /// No Python ≥ 3.12 for host mode.
     #[error(
         "LocalStack host mode needs Python >= 3.12; none found ({})\n(hint: install python3.12 or python3.13, set MICROSEG_PYTHON=/path/to/python3.12, or use --target localstack-container with Docker)",
