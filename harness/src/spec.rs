@@ -397,7 +397,7 @@ pub struct SecurityGroupSpec {
     #[serde(default)]
     pub zone: Option<String>,
     /// Zones whose workloads are members of this group (instead of `zone`). A group
-    /// that [[workloads]] list needs neither.
+    /// that `[[workloads]]` list needs neither.
     #[serde(default)]
     pub zones: Vec<String>,
     /// Extra tags.

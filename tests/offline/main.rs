@@ -16,5 +16,8 @@ mod sarif;
 // `cargo test` after `cargo build` compiles no dependency again.
 mod one_compile;
 
+// The README's library example is the example crate's test.
+mod readme;
+
 // The JSON report against its schema.
 mod report_schema;

@@ -47,6 +47,9 @@ fn the_test_build_resolves_every_shared_dependency_as_the_normal_build_does() {
     let differ: Vec<String> = normal
         .iter()
         .filter(|(key, _)| !MAY_DIFFER.iter().any(|(name, _)| key.split(' ').next() == Some(name)))
+        // This workspace's own crates compile for the tests anyway (the example crate
+        // turns on microseg-harness's `testing` feature).
+        .filter(|(key, _)| !key.starts_with("microseg"))
         // A feature set the normal build has not built is a new compile of that crate
         // and of everything above it. (Fewer sets is fine: with `debug = 0` a host and a
         // target copy with the same features are one compile.)
