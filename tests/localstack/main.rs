@@ -25,5 +25,7 @@ mod cloudformation;
 mod bench;
 // The log file and plain output when piped.
 mod terminal;
+// The public API for test authors: drop on panic, explicit teardown, errors.
+mod api;
 // A fault-injecting proxy between the SDK and LocalStack.
 mod faults;
