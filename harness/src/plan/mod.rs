@@ -6,6 +6,8 @@
 //! 1..=32766 and unique per NACL and direction; protocols are known; port ranges are
 //! present where needed and not inverted; every zone, NACL and group reference resolves.
 
+mod network;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::PathBuf;
@@ -14,10 +16,8 @@ use ipnet::{IpNet, Ipv4Net};
 use serde::Serialize;
 use toml::Spanned;
 
-use crate::model::{
-    Direction, MAX_USER_RULE_NUMBER, NaclEntry, Peer, PortRange, Protocol, RuleAction, SgRule, default_sg_egress,
-};
-use crate::spec::{DeviationSpec, NaclEntrySpec, PortsSpec, SgRuleSpec, Spec, SpecSource};
+use crate::model::{Direction, NaclEntry, Peer, PortRange, Protocol, SgRule, default_sg_egress};
+use crate::spec::{DeviationSpec, PortsSpec, SgRuleSpec, Spec, SpecSource};
 
 /// One thing wrong with a spec.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -568,96 +568,36 @@ impl Checker<'_> {
     }
 }
 
+/// The names each kind of thing has in the spec, for checking references to it. They
+/// come from the spec, not the plan, so that a thing with an error of its own still
+/// resolves, and each problem is reported once, where it is.
+struct Names<'a> {
+    zones: BTreeSet<&'a str>,
+    nacls: BTreeSet<&'a str>,
+    nat_gateways: BTreeSet<&'a str>,
+    groups: BTreeSet<&'a str>,
+}
+
+impl<'a> Names<'a> {
+    fn of(spec: &'a Spec) -> Names<'a> {
+        Names {
+            zones: spec.zones.iter().map(|z| z.get_ref().name.as_str()).collect(),
+            nacls: spec.nacls.iter().map(|n| n.get_ref().name.as_str()).collect(),
+            nat_gateways: spec.nat_gateways.iter().map(|n| n.get_ref().name.as_str()).collect(),
+            groups: spec.security_groups.iter().map(|g| g.get_ref().name.as_str()).collect(),
+        }
+    }
+}
+
 impl Plan {
     /// Validates a spec; on success the plan holds only checked values.
     pub fn from_spec(spec: &Spec, source: &SpecSource) -> Result<Plan, PlanError> {
         let mut c = Checker { source, problems: Vec::new() };
+        let names = Names::of(spec);
 
-        let vpc_cidr = c.ipv4(spec.vpc.cidr.span().start, "vpc.cidr", spec.vpc.cidr.get_ref());
-        let ephemeral = match &spec.vpc.ephemeral_ports {
-            Some(p) => c.ephemeral(p.span().start, "vpc.ephemeral_ports", Some(p.get_ref())),
-            None => Some(DEFAULT_EPHEMERAL),
-        };
-
-        // Zones: CIDRs inside the VPC, not overlapping, names unique.
-        let nacl_names: BTreeSet<&str> = spec.nacls.iter().map(|n| n.get_ref().name.as_str()).collect();
-        let mut zones = Vec::new();
-        let mut seen_zone = BTreeSet::new();
-        for (i, z) in spec.zones.iter().enumerate() {
-            let at = z.span().start;
-            let zone = z.get_ref();
-            let field = format!("zones[{}]", zone.name);
-            if !seen_zone.insert(zone.name.as_str()) {
-                c.problem(Some(at), format!("zones[{i}].name"), format!("{:?}", zone.name), "duplicate zone name");
-            }
-            let cidr = c.ipv4(at, &format!("{field}.cidr"), &zone.cidr);
-            if let (Some(cidr), Some(vpc)) = (cidr, vpc_cidr)
-                && !vpc.contains(&cidr)
-            {
-                c.problem(
-                    Some(at),
-                    format!("{field}.cidr"),
-                    format!("{:?}", zone.cidr),
-                    format!("outside the VPC's {vpc}"),
-                );
-            }
-            if let Some(cidr) = cidr {
-                for other in &zones {
-                    let other: &PlannedZone = other;
-                    if other.cidr.contains(&cidr) || cidr.contains(&other.cidr) {
-                        c.problem(
-                            Some(at),
-                            format!("{field}.cidr"),
-                            format!("{:?}", zone.cidr),
-                            format!("overlaps zone {:?} ({})", other.name, other.cidr),
-                        );
-                    }
-                }
-            }
-            let nacl = match &zone.nacl {
-                Some(n) if n == DEFAULT_NACL => n.clone(),
-                None => {
-                    c.problem(
-                        Some(at),
-                        format!("{field}.nacl"),
-                        "(missing)",
-                        "every zone needs a NACL; name one from [[nacls]], or \"default\" for the VPC's default NACL",
-                    );
-                    String::new()
-                }
-                Some(n) if !nacl_names.contains(n.as_str()) => {
-                    c.problem(
-                        Some(at),
-                        format!("{field}.nacl"),
-                        format!("{n:?}"),
-                        format!("no NACL of that name (nor \"default\"); known: {}", join(&nacl_names)),
-                    );
-                    n.clone()
-                }
-                Some(n) => n.clone(),
-            };
-            if zone.az.is_empty() || !zone.az.chars().all(|ch| ch.is_ascii_lowercase()) {
-                c.problem(Some(at), format!("{field}.az"), format!("{:?}", zone.az), "an AZ suffix such as \"a\"");
-            }
-            let ephemeral = c.ephemeral(at, &format!("{field}.ephemeral_ports"), zone.ephemeral_ports.as_ref());
-            if let Some(cidr) = cidr {
-                zones.push(PlannedZone {
-                    name: zone.name.clone(),
-                    cidr,
-                    az_suffix: zone.az.clone(),
-                    subnet_name: zone.subnet_name.clone(),
-                    nacl,
-                    tier: zone.tier.clone(),
-                    isolated: zone.isolated,
-                    tags: zone.tags.clone(),
-                    ephemeral,
-                });
-            }
-        }
-        let zone_names: BTreeSet<&str> = spec.zones.iter().map(|z| z.get_ref().name.as_str()).collect();
-        if spec.zones.is_empty() {
-            c.problem(None, "zones", "[]", "a scenario needs at least one zone");
-        }
+        let (vpc_cidr, ephemeral) = network::vpc(&mut c, spec);
+        let zones = network::zones(&mut c, spec, vpc_cidr, &names);
+        let zone_names = &names.zones;
 
         // Names that intents use must say one thing: zones, tiers, workloads, externals.
         let mut namespace: BTreeMap<String, &str> = BTreeMap::from([("internet".to_string(), "the internet")]);
@@ -690,29 +630,7 @@ impl Plan {
             claim(&mut c, e.span().start, format!("externals[{name}].name"), name, "an external");
         }
 
-        // NAT gateways: in a zone, names unique.
-        let mut nat_gateways = Vec::new();
-        for n in &spec.nat_gateways {
-            let (at, nat) = (n.span().start, n.get_ref());
-            let field = format!("nat_gateways[{}]", nat.name);
-            if nat_gateways.iter().any(|x: &PlannedNatGateway| x.name == nat.name) {
-                c.problem(Some(at), format!("{field}.name"), format!("{:?}", nat.name), "duplicate NAT gateway name");
-            }
-            c.known(Some(at), format!("{field}.zone"), &nat.zone, &zone_names, "zone");
-            if spec.internet_gateway.is_none() {
-                c.problem(
-                    Some(at),
-                    field.clone(),
-                    format!("{:?}", nat.name),
-                    "a NAT gateway reaches the internet only through an internet gateway; add [internet_gateway]",
-                );
-            }
-            nat_gateways.push(PlannedNatGateway {
-                name: nat.name.clone(),
-                zone: nat.zone.clone(),
-                tag_name: nat.tag_name.clone(),
-            });
-        }
+        let nat_gateways = network::nat_gateways(&mut c, spec, &names);
 
         // Externals.
         let mut externals = Vec::new();
@@ -747,119 +665,11 @@ impl Plan {
             }
         }
 
-        // NACLs: entries valid, rule numbers unique per direction.
-        let mut nacls = Vec::new();
-        let mut seen_nacl = BTreeSet::new();
-        for n in &spec.nacls {
-            let nacl = n.get_ref();
-            if !seen_nacl.insert(nacl.name.as_str()) {
-                c.problem(Some(n.span().start), "nacls.name", format!("{:?}", nacl.name), "duplicate NACL name");
-            }
-            let mut entries = Vec::new();
-            for (direction, list) in [(Direction::Ingress, &nacl.ingress), (Direction::Egress, &nacl.egress)] {
-                let mut numbers = BTreeMap::new();
-                for (i, e) in list.iter().enumerate() {
-                    let field = format!("nacls[{}].{direction}[{i}]", nacl.name);
-                    // Duplicates are judged on the raw number, so an entry with another
-                    // error still counts as taking its number.
-                    let duplicate = numbers.insert(e.get_ref().rule, i);
-                    if let Some(first) = duplicate {
-                        c.problem(
-                            Some(e.span().start),
-                            format!("{field}.rule"),
-                            e.get_ref().rule,
-                            format!("duplicate rule number in {direction}; {direction}[{first}] has it already"),
-                        );
-                    }
-                    if let Some(entry) = nacl_entry(&mut c, e, &field, direction)
-                        && duplicate.is_none()
-                    {
-                        entries.push(entry);
-                    }
-                }
-            }
-            entries.sort_by_key(|e| (e.direction, e.rule_number));
-            nacls.push(PlannedNacl {
-                name: nacl.name.clone(),
-                tag_name: nacl.tag_name.clone(),
-                tags: nacl.tags.clone(),
-                entries,
-            });
-        }
-
-        // Route tables.
-        let mut route_tables = Vec::new();
-        for r in &spec.route_tables {
-            let at = r.span().start;
-            let rt = r.get_ref();
-            for z in &rt.zones {
-                c.known(Some(at), format!("route_tables[{}].zones", rt.name), z, &zone_names, "zone");
-            }
-            let mut routes = Vec::new();
-            for (i, route) in rt.routes.iter().enumerate() {
-                let field = format!("route_tables[{}].routes[{i}]", rt.name);
-                let dest = c.ipv4(at, &format!("{field}.destination"), &route.destination);
-                let target = match route.target.as_str() {
-                    "nat-gateway" => match &route.nat_gateway {
-                        Some(n) => {
-                            let known: BTreeSet<&str> =
-                                spec.nat_gateways.iter().map(|x| x.get_ref().name.as_str()).collect();
-                            c.known(Some(at), format!("{field}.nat_gateway"), n, &known, "NAT gateway")
-                                .then(|| RouteTarget::NatGateway(n.clone()))
-                        }
-                        None => {
-                            c.problem(
-                                Some(at),
-                                format!("{field}.nat_gateway"),
-                                "(missing)",
-                                "a nat-gateway route names its NAT gateway from [[nat_gateways]]",
-                            );
-                            None
-                        }
-                    },
-                    _ if route.nat_gateway.is_some() => {
-                        c.problem(
-                            Some(at),
-                            format!("{field}.nat_gateway"),
-                            format!("{:?}", route.nat_gateway.as_deref().unwrap_or_default()),
-                            "only a nat-gateway route names a NAT gateway",
-                        );
-                        None
-                    }
-                    "internet-gateway" if spec.internet_gateway.is_some() => Some(RouteTarget::InternetGateway),
-                    "internet-gateway" => {
-                        c.problem(
-                            Some(at),
-                            format!("{field}.target"),
-                            "\"internet-gateway\"",
-                            "the scenario has no [internet_gateway]",
-                        );
-                        None
-                    }
-                    other => {
-                        c.problem(
-                            Some(at),
-                            format!("{field}.target"),
-                            format!("{other:?}"),
-                            "unknown route target; use \"internet-gateway\" or \"nat-gateway\"",
-                        );
-                        None
-                    }
-                };
-                if let (Some(d), Some(t)) = (dest, target) {
-                    routes.push((d, t));
-                }
-            }
-            route_tables.push(PlannedRouteTable {
-                name: rt.name.clone(),
-                tag_name: rt.tag_name.clone(),
-                zones: rt.zones.clone(),
-                routes,
-            });
-        }
+        let nacls = network::nacls(&mut c, spec);
+        let route_tables = network::route_tables(&mut c, spec, &names);
 
         // Security groups: references resolve.
-        let group_names: BTreeSet<&str> = spec.security_groups.iter().map(|g| g.get_ref().name.as_str()).collect();
+        let group_names = &names.groups;
         let mut security_groups = Vec::new();
         let mut seen_group = BTreeSet::new();
         for g in &spec.security_groups {
@@ -1098,7 +908,7 @@ impl Plan {
             }
         }
 
-        let nacl_set: BTreeSet<&str> = spec.nacls.iter().map(|n| n.get_ref().name.as_str()).collect();
+        let nacl_set = &names.nacls;
         for (i, sc) in spec.source_checks.iter().enumerate() {
             let at = Some(sc.span().start);
             let check = sc.get_ref();
@@ -1219,54 +1029,6 @@ impl Plan {
         }
         zones
     }
-}
-
-fn nacl_entry(c: &mut Checker<'_>, e: &Spanned<NaclEntrySpec>, field: &str, direction: Direction) -> Option<NaclEntry> {
-    let at = e.span().start;
-    let entry = e.get_ref();
-    let mut ok = true;
-    if !(1..=i64::from(MAX_USER_RULE_NUMBER)).contains(&entry.rule) {
-        c.problem(
-            Some(at),
-            format!("{field}.rule"),
-            entry.rule,
-            format!("rule numbers run from 1 to {MAX_USER_RULE_NUMBER}"),
-        );
-        ok = false;
-    }
-    let protocol = c.protocol(at, &format!("{field}.protocol"), &entry.protocol);
-    let ports = protocol.and_then(|p| c.ports(at, &format!("{field}.ports"), p, entry.ports.as_ref()));
-    let cidr = match entry.cidr.parse::<IpNet>() {
-        Ok(net) => Some(net),
-        Err(_) => {
-            c.problem(
-                Some(at),
-                format!("{field}.cidr"),
-                format!("{:?}", entry.cidr),
-                "not a CIDR block (e.g. 0.0.0.0/0)",
-            );
-            None
-        }
-    };
-    let action = match entry.action.as_str() {
-        "allow" => Some(RuleAction::Allow),
-        "deny" => Some(RuleAction::Deny),
-        other => {
-            c.problem(Some(at), format!("{field}.action"), format!("{other:?}"), "allow or deny");
-            None
-        }
-    };
-    if !ok {
-        return None;
-    }
-    Some(NaclEntry {
-        rule_number: entry.rule as i32,
-        direction,
-        protocol: protocol?,
-        ports: ports?,
-        cidr: cidr?,
-        action: action?,
-    })
 }
 
 fn sg_rule(
