@@ -6,6 +6,7 @@
 //! 1..=32766 and unique per NACL and direction; protocols are known; port ranges are
 //! present where needed and not inverted; every zone, NACL and group reference resolves.
 
+mod groups;
 mod network;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,10 +15,9 @@ use std::path::PathBuf;
 
 use ipnet::{IpNet, Ipv4Net};
 use serde::Serialize;
-use toml::Spanned;
 
-use crate::model::{Direction, NaclEntry, Peer, PortRange, Protocol, SgRule, default_sg_egress};
-use crate::spec::{DeviationSpec, PortsSpec, SgRuleSpec, Spec, SpecSource};
+use crate::model::{Direction, NaclEntry, PortRange, Protocol, SgRule, default_sg_egress};
+use crate::spec::{DeviationSpec, PortsSpec, Spec, SpecSource};
 
 /// One thing wrong with a spec.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -668,86 +668,8 @@ impl Plan {
         let nacls = network::nacls(&mut c, spec);
         let route_tables = network::route_tables(&mut c, spec, &names);
 
-        // Security groups: references resolve.
-        let group_names = &names.groups;
-        let mut security_groups = Vec::new();
-        let mut seen_group = BTreeSet::new();
-        for g in &spec.security_groups {
-            let sg = g.get_ref();
-            let field = format!("security_groups[{}]", sg.name);
-            if !seen_group.insert(sg.name.as_str()) {
-                c.problem(
-                    Some(g.span().start),
-                    format!("{field}.name"),
-                    format!("{:?}", sg.name),
-                    "duplicate security group name",
-                );
-            }
-            let member_zones: Vec<String> = match (&sg.zone, sg.zones.is_empty()) {
-                (Some(z), true) => vec![z.clone()],
-                (None, _) => sg.zones.clone(),
-                (Some(z), false) => {
-                    c.problem(
-                        Some(g.span().start),
-                        format!("{field}.zone"),
-                        format!("{z:?}"),
-                        "give zone or zones, not both",
-                    );
-                    sg.zones.clone()
-                }
-            };
-            let in_workload = spec.workloads.iter().any(|w| w.get_ref().groups.contains(&sg.name));
-            if member_zones.is_empty() && !in_workload {
-                c.problem(
-                    Some(g.span().start),
-                    format!("{field}.zone"),
-                    "(missing)",
-                    "say where the group's members run: zone, zones, or a [[workloads]] entry that lists it",
-                );
-            }
-            for z in &member_zones {
-                if c.known(Some(g.span().start), format!("{field}.zone"), z, &zone_names, "zone")
-                    && spec.workloads.iter().any(|w| &w.get_ref().zone == z)
-                {
-                    c.problem(
-                        Some(g.span().start),
-                        format!("{field}.zone"),
-                        format!("{z:?}"),
-                        "that zone has [[workloads]]; list the group in the workload that uses it",
-                    );
-                }
-            }
-            let mut rules = Vec::new();
-            for (direction, list) in [(Direction::Ingress, &sg.ingress), (Direction::Egress, &sg.egress)] {
-                for (i, r) in list.iter().enumerate() {
-                    let field = format!("{field}.{direction}[{i}]");
-                    if let Some(rule) = sg_rule(&mut c, r, &field, direction, &group_names) {
-                        rules.push(rule);
-                    }
-                }
-            }
-            security_groups.push(PlannedSecurityGroup {
-                name: sg.name.clone(),
-                group_name: sg.group_name.clone(),
-                description: sg.description.clone(),
-                zones: member_zones,
-                tags: sg.tags.clone(),
-                rules,
-                keep_default_egress: sg.keep_default_egress,
-            });
-        }
-
-        // Workloads: in a zone, members of known groups.
-        let mut workloads = Vec::new();
-        for w in &spec.workloads {
-            let (at, wl) = (w.span().start, w.get_ref());
-            let field = format!("workloads[{}]", wl.name);
-            c.known(Some(at), format!("{field}.zone"), &wl.zone, &zone_names, "zone");
-            for g in &wl.groups {
-                c.known(Some(at), format!("{field}.groups"), g, &group_names, "security group");
-            }
-            workloads.push(PlannedWorkload { name: wl.name.clone(), zone: wl.zone.clone(), groups: wl.groups.clone() });
-        }
+        let security_groups = groups::security_groups(&mut c, spec, &names);
+        let workloads = groups::workloads(&mut c, spec, &names);
         let flow_names = FlowNames::new(
             &spec.zones.iter().map(|z| z.get_ref().clone()).collect::<Vec<_>>(),
             &spec.workloads.iter().map(|w| w.get_ref().clone()).collect::<Vec<_>>(),
@@ -908,6 +830,7 @@ impl Plan {
             }
         }
 
+        let group_names = &names.groups;
         let nacl_set = &names.nacls;
         for (i, sc) in spec.source_checks.iter().enumerate() {
             let at = Some(sc.span().start);
@@ -1029,47 +952,6 @@ impl Plan {
         }
         zones
     }
-}
-
-fn sg_rule(
-    c: &mut Checker<'_>,
-    r: &Spanned<SgRuleSpec>,
-    field: &str,
-    direction: Direction,
-    groups: &BTreeSet<&str>,
-) -> Option<SgRule> {
-    let at = r.span().start;
-    let rule = r.get_ref();
-    let protocol = c.protocol(at, &format!("{field}.protocol"), &rule.protocol);
-    let ports = protocol.and_then(|p| c.ports(at, &format!("{field}.ports"), p, rule.ports.as_ref()));
-    let peer = match (&rule.cidr, &rule.group) {
-        (Some(cidr), None) => match cidr.parse::<IpNet>() {
-            Ok(net) => Some(Peer::Cidr(net)),
-            Err(_) => {
-                c.problem(Some(at), format!("{field}.cidr"), format!("{cidr:?}"), "not a CIDR block");
-                None
-            }
-        },
-        (None, Some(g)) if groups.contains(g.as_str()) => Some(Peer::Group(g.clone())),
-        (None, Some(g)) => {
-            c.problem(
-                Some(at),
-                format!("{field}.group"),
-                format!("{g:?}"),
-                format!("no security group of that name; known: {}", join(groups)),
-            );
-            None
-        }
-        (Some(_), Some(_)) => {
-            c.problem(Some(at), field.to_string(), "cidr and group", "give exactly one of cidr and group");
-            None
-        }
-        (None, None) => {
-            c.problem(Some(at), field.to_string(), "(no peer)", "give exactly one of cidr and group");
-            None
-        }
-    };
-    Some(SgRule { direction, protocol: protocol?, ports: ports?, peer: peer? })
 }
 
 /// Every (from, to) pair of two expansions, a flow from an endpoint to itself excluded.
