@@ -7,6 +7,7 @@
 //! present where needed and not inverted; every zone, NACL and group reference resolves.
 
 mod groups;
+mod intent;
 mod monitoring;
 mod network;
 
@@ -135,52 +136,6 @@ impl fmt::Display for FlowEnd {
             FlowEnd::Internet => f.write_str("internet"),
             FlowEnd::Zone(z) | FlowEnd::External(z) => f.write_str(z),
         }
-    }
-}
-
-/// What a name in an intent may stand for, and the endpoints it expands to.
-struct FlowNames {
-    /// Name → the endpoints it stands for (one for a workload, a zone without workloads
-    /// or an external; each endpoint of its zones for a tier or a zone with workloads;
-    /// the internet and every external for `internet`).
-    expansions: BTreeMap<String, Vec<FlowEnd>>,
-}
-
-impl FlowNames {
-    fn new(
-        zones: &[crate::spec::ZoneSpec],
-        workloads: &[crate::spec::WorkloadSpec],
-        externals: &[crate::spec::ExternalSpec],
-    ) -> FlowNames {
-        let mut expansions: BTreeMap<String, Vec<FlowEnd>> = BTreeMap::new();
-        expansions.insert("internet".into(), vec![FlowEnd::Internet]);
-        let zone_ends = |zone: &str| -> Vec<FlowEnd> {
-            let in_zone: Vec<FlowEnd> =
-                workloads.iter().filter(|w| w.zone == zone).map(|w| FlowEnd::Zone(w.name.clone())).collect();
-            if in_zone.is_empty() { vec![FlowEnd::Zone(zone.to_string())] } else { in_zone }
-        };
-        for z in zones {
-            if let Some(tier) = &z.tier {
-                expansions.entry(tier.clone()).or_default().extend(zone_ends(&z.name));
-            }
-        }
-        for z in zones {
-            expansions.insert(z.name.clone(), zone_ends(&z.name));
-        }
-        for w in workloads {
-            expansions.insert(w.name.clone(), vec![FlowEnd::Zone(w.name.clone())]);
-        }
-        for e in externals {
-            expansions.insert(e.name.clone(), vec![FlowEnd::External(e.name.clone())]);
-            // A named place outside the VPC is part of the internet: what the design
-            // means for "the internet" it means for the office too.
-            expansions.entry("internet".into()).or_default().push(FlowEnd::External(e.name.clone()));
-        }
-        FlowNames { expansions }
-    }
-
-    fn known(&self) -> String {
-        self.expansions.keys().cloned().collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -477,24 +432,6 @@ impl Checker<'_> {
         }
     }
 
-    /// One end of a flow: `internet`, an external, a workload, a zone or a tier; the
-    /// endpoints it stands for.
-    fn flow_end(&mut self, at: usize, field: &str, name: &str, names: &FlowNames) -> Option<Vec<FlowEnd>> {
-        let found = names.expansions.get(name).cloned();
-        if found.is_none() {
-            self.problem(
-                Some(at),
-                field,
-                format!("{name:?}"),
-                format!(
-                    "no zone, tier, workload or external of that name (nor \"internet\"); known: {}",
-                    names.known()
-                ),
-            );
-        }
-        found
-    }
-
     fn protocol(&mut self, at: usize, field: &str, text: &str) -> Option<Protocol> {
         let p = Protocol::parse(text);
         if p.is_none() {
@@ -593,78 +530,18 @@ impl Plan {
         let zones = network::zones(&mut c, spec, vpc_cidr, &names);
         let zone_names = &names.zones;
 
-        // Names that intents use must say one thing: zones, tiers, workloads, externals.
-        let mut namespace: BTreeMap<String, &str> = BTreeMap::from([("internet".to_string(), "the internet")]);
-        let mut claim = |c: &mut Checker<'_>, at: usize, field: String, name: &str, what: &'static str| {
-            if let Some(other) = namespace.insert(name.to_string(), what)
-                && !(other == "tier" && what == "tier")
-            {
-                c.problem(
-                    Some(at),
-                    field,
-                    format!("{name:?}"),
-                    format!("already the name of {other}; zones, tiers, workloads and externals need distinct names"),
-                );
-            }
-        };
-        for z in &spec.zones {
-            claim(&mut c, z.span().start, format!("zones[{}].name", z.get_ref().name), &z.get_ref().name, "a zone");
-        }
-        for z in &spec.zones {
-            if let Some(t) = &z.get_ref().tier {
-                claim(&mut c, z.span().start, format!("zones[{}].tier", z.get_ref().name), t, "tier");
-            }
-        }
-        for w in &spec.workloads {
-            let name = &w.get_ref().name;
-            claim(&mut c, w.span().start, format!("workloads[{name}].name"), name, "a workload");
-        }
-        for e in &spec.externals {
-            let name = &e.get_ref().name;
-            claim(&mut c, e.span().start, format!("externals[{name}].name"), name, "an external");
-        }
+        intent::distinct_names(&mut c, spec);
 
         let nat_gateways = network::nat_gateways(&mut c, spec, &names);
 
-        // Externals.
-        let mut externals = Vec::new();
-        for e in &spec.externals {
-            let (at, ext) = (e.span().start, e.get_ref());
-            match ext.cidr.parse::<IpNet>() {
-                Ok(cidr) => {
-                    if let Some(vpc) = vpc_cidr
-                        && let IpNet::V4(v4) = cidr
-                        && (vpc.contains(&v4) || v4.contains(&vpc))
-                    {
-                        c.problem(
-                            Some(at),
-                            format!("externals[{}].cidr", ext.name),
-                            format!("{:?}", ext.cidr),
-                            format!("overlaps the VPC's {vpc}; an external lies outside the VPC"),
-                        );
-                    }
-                    let ephemeral = c.ephemeral(
-                        at,
-                        &format!("externals[{}].ephemeral_ports", ext.name),
-                        ext.ephemeral_ports.as_ref(),
-                    );
-                    externals.push(PlannedExternal { name: ext.name.clone(), cidr, ephemeral });
-                }
-                Err(_) => c.problem(
-                    Some(at),
-                    format!("externals[{}].cidr", ext.name),
-                    format!("{:?}", ext.cidr),
-                    "not a CIDR block (e.g. 203.0.113.0/24)",
-                ),
-            }
-        }
+        let externals = intent::externals(&mut c, spec, vpc_cidr);
 
         let nacls = network::nacls(&mut c, spec);
         let route_tables = network::route_tables(&mut c, spec, &names);
 
         let security_groups = groups::security_groups(&mut c, spec, &names);
         let workloads = groups::workloads(&mut c, spec, &names);
-        let flow_names = FlowNames::new(
+        let flow_names = intent::FlowNames::new(
             &spec.zones.iter().map(|z| z.get_ref().clone()).collect::<Vec<_>>(),
             &spec.workloads.iter().map(|w| w.get_ref().clone()).collect::<Vec<_>>(),
             &spec.externals.iter().map(|e| e.get_ref().clone()).collect::<Vec<_>>(),
@@ -673,82 +550,9 @@ impl Plan {
         let flow_log = monitoring::flow_log(&mut c, spec);
         let alarm = monitoring::alarm(&mut c, spec);
 
-        let mut intent = Vec::new();
-        for (i, f) in spec.intent.iter().enumerate() {
-            let at = f.span().start;
-            let flow = f.get_ref();
-            let field = format!("intent[{i}]");
-            let from = c.flow_end(at, &format!("{field}.from"), &flow.from, &flow_names);
-            let to = c.flow_end(at, &format!("{field}.to"), &flow.to, &flow_names);
-            let protocol = c.protocol(at, &format!("{field}.protocol"), &flow.protocol);
-            let ports = protocol.and_then(|p| c.ports(at, &format!("{field}.ports"), p, flow.ports.as_ref()));
-            if let (Some(from), Some(to), Some(protocol), Some(ports)) = (from, to, protocol, ports) {
-                // A tier (or a zone with workloads) stands for each of its endpoints.
-                for (a, b) in pairs(&from, &to) {
-                    intent.push(IntendedFlow {
-                        from: a,
-                        to: b,
-                        protocol,
-                        ports,
-                        why: flow.why.clone(),
-                        blocked_by_design: flow.blocked_by_design.clone(),
-                    });
-                }
-            }
-        }
-
-        let mut allowed_by_design = Vec::new();
-        for (i, o) in spec.allowed_by_design.iter().enumerate() {
-            let at = o.span().start;
-            let opening = o.get_ref();
-            let field = format!("allowed_by_design[{i}]");
-            let from = c.flow_end(at, &format!("{field}.from"), &opening.from, &flow_names);
-            let to = c.flow_end(at, &format!("{field}.to"), &opening.to, &flow_names);
-            let protocol = c.protocol(at, &format!("{field}.protocol"), &opening.protocol);
-            let ports = match (protocol, &opening.ports) {
-                (Some(p), Some(PortsSpec::Text(t))) if p.has_ports() && t.contains(',') => {
-                    let parsed: Option<Vec<PortRange>> = t.split(',').map(PortRange::parse).collect();
-                    if parsed.is_none() {
-                        c.problem(
-                            Some(at),
-                            format!("{field}.ports"),
-                            format!("{t:?}"),
-                            "a comma-separated list of ports or ranges, e.g. \"80,443,1024-65535\"",
-                        );
-                    }
-                    parsed
-                }
-                (Some(p), ports) => {
-                    c.ports(at, &format!("{field}.ports"), p, ports.as_ref()).map(|r| r.into_iter().collect())
-                }
-                (None, _) => None,
-            };
-            if opening.why.trim().is_empty() {
-                c.problem(Some(at), format!("{field}.why"), "\"\"", "explain why the design lets this through");
-            }
-            if let (Some(from), Some(to), Some(protocol), Some(ports)) = (from, to, protocol, ports) {
-                for (a, b) in pairs(&from, &to) {
-                    allowed_by_design.push(Opening {
-                        from: a,
-                        to: b,
-                        protocol,
-                        ports: ports.clone(),
-                        why: opening.why.clone(),
-                    });
-                }
-            }
-        }
-        for (i, l) in spec.expected_lint.iter().enumerate() {
-            let kind = &l.get_ref().kind;
-            if kind != "shadowed" && kind != "redundant" {
-                c.problem(
-                    Some(l.span().start),
-                    format!("expected_lint[{i}].kind"),
-                    format!("{kind:?}"),
-                    "shadowed or redundant",
-                );
-            }
-        }
+        let intent = intent::intents(&mut c, spec, &flow_names);
+        let allowed_by_design = intent::allowed_by_design(&mut c, spec, &flow_names);
+        intent::expected_lint(&mut c, spec);
 
         let group_names = &names.groups;
         let nacl_set = &names.nacls;
@@ -872,11 +676,6 @@ impl Plan {
         }
         zones
     }
-}
-
-/// Every (from, to) pair of two expansions, a flow from an endpoint to itself excluded.
-fn pairs(from: &[FlowEnd], to: &[FlowEnd]) -> Vec<(FlowEnd, FlowEnd)> {
-    from.iter().flat_map(|a| to.iter().filter(move |b| *b != a).map(move |b| (a.clone(), b.clone()))).collect()
 }
 
 fn join(names: &BTreeSet<&str>) -> String {
