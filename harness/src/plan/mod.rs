@@ -10,6 +10,7 @@ mod groups;
 mod intent;
 mod monitoring;
 mod network;
+mod source_checks;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -528,7 +529,6 @@ impl Plan {
 
         let (vpc_cidr, ephemeral) = network::vpc(&mut c, spec);
         let zones = network::zones(&mut c, spec, vpc_cidr, &names);
-        let zone_names = &names.zones;
 
         intent::distinct_names(&mut c, spec);
 
@@ -554,61 +554,7 @@ impl Plan {
         let allowed_by_design = intent::allowed_by_design(&mut c, spec, &flow_names);
         intent::expected_lint(&mut c, spec);
 
-        let group_names = &names.groups;
-        let nacl_set = &names.nacls;
-        for (i, sc) in spec.source_checks.iter().enumerate() {
-            let at = Some(sc.span().start);
-            let check = sc.get_ref();
-            let field = format!("source_checks[{i}]");
-            let needs: &[&str] = match check.kind.as_str() {
-                "nacl-associations" => &["nacl", "zone"],
-                "group-references" => &["group"],
-                "flow-log-active" => &[],
-                "routes" => &["zone"],
-                "nacl-order" => &["nacl"],
-                "no-admin-from-anywhere" | "no-subnet-on-default-nacl" => &[],
-                other => {
-                    c.problem(
-                        at,
-                        format!("{field}.kind"),
-                        format!("{other:?}"),
-                        "one of nacl-associations, group-references, flow-log-active, routes, nacl-order, no-admin-from-anywhere, no-subnet-on-default-nacl",
-                    );
-                    &[]
-                }
-            };
-            for (name, value, known) in [
-                ("zone", &check.zone, &zone_names),
-                ("nacl", &check.nacl, &nacl_set),
-                ("group", &check.group, &group_names),
-            ] {
-                match value {
-                    Some(v) => {
-                        c.known(at, format!("{field}.{name}"), v, known, name);
-                    }
-                    None if needs.contains(&name) => c.problem(
-                        at,
-                        format!("{field}.{name}"),
-                        "(missing)",
-                        format!("a {} check needs a {name}", check.kind),
-                    ),
-                    _ => {}
-                }
-            }
-            for r in &check.references {
-                c.known(at, format!("{field}.references"), r, &group_names, "security group");
-            }
-            for t in &check.targets {
-                if !["local", "internet-gateway", "nat-gateway"].contains(&t.as_str()) {
-                    c.problem(
-                        at,
-                        format!("{field}.targets"),
-                        format!("{t:?}"),
-                        "local, internet-gateway or nat-gateway",
-                    );
-                }
-            }
-        }
+        source_checks::source_checks(&mut c, spec, &names);
 
         if !c.problems.is_empty() {
             c.problems.sort_by_key(|p| p.line.unwrap_or(0));
