@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use ipnet::{IpNet, Ipv4Net};
+use toml::Spanned;
 
 use super::{Checker, FlowEnd, IntendedFlow, Opening, PlannedExternal};
 use crate::model::PortRange;
@@ -85,30 +86,28 @@ pub(super) struct FlowNames {
 }
 
 impl FlowNames {
-    pub(super) fn new(
-        zones: &[crate::spec::ZoneSpec],
-        workloads: &[crate::spec::WorkloadSpec],
-        externals: &[crate::spec::ExternalSpec],
-    ) -> FlowNames {
+    pub(super) fn new(spec: &Spec) -> FlowNames {
+        let zones = || spec.zones.iter().map(Spanned::get_ref);
+        let workloads = || spec.workloads.iter().map(Spanned::get_ref);
         let mut expansions: BTreeMap<String, Vec<FlowEnd>> = BTreeMap::new();
         expansions.insert("internet".into(), vec![FlowEnd::Internet]);
         let zone_ends = |zone: &str| -> Vec<FlowEnd> {
             let in_zone: Vec<FlowEnd> =
-                workloads.iter().filter(|w| w.zone == zone).map(|w| FlowEnd::Zone(w.name.clone())).collect();
+                workloads().filter(|w| w.zone == zone).map(|w| FlowEnd::Zone(w.name.clone())).collect();
             if in_zone.is_empty() { vec![FlowEnd::Zone(zone.to_string())] } else { in_zone }
         };
-        for z in zones {
+        for z in zones() {
             if let Some(tier) = &z.tier {
                 expansions.entry(tier.clone()).or_default().extend(zone_ends(&z.name));
             }
         }
-        for z in zones {
+        for z in zones() {
             expansions.insert(z.name.clone(), zone_ends(&z.name));
         }
-        for w in workloads {
+        for w in workloads() {
             expansions.insert(w.name.clone(), vec![FlowEnd::Zone(w.name.clone())]);
         }
-        for e in externals {
+        for e in spec.externals.iter().map(Spanned::get_ref) {
             expansions.insert(e.name.clone(), vec![FlowEnd::External(e.name.clone())]);
             // A named place outside the VPC is part of the internet: what the design
             // means for "the internet" it means for the office too.

@@ -541,15 +541,11 @@ impl Plan {
 
         let security_groups = groups::security_groups(&mut c, spec, &names);
         let workloads = groups::workloads(&mut c, spec, &names);
-        let flow_names = intent::FlowNames::new(
-            &spec.zones.iter().map(|z| z.get_ref().clone()).collect::<Vec<_>>(),
-            &spec.workloads.iter().map(|w| w.get_ref().clone()).collect::<Vec<_>>(),
-            &spec.externals.iter().map(|e| e.get_ref().clone()).collect::<Vec<_>>(),
-        );
 
         let flow_log = monitoring::flow_log(&mut c, spec);
         let alarm = monitoring::alarm(&mut c, spec);
 
+        let flow_names = intent::FlowNames::new(spec);
         let intent = intent::intents(&mut c, spec, &flow_names);
         let allowed_by_design = intent::allowed_by_design(&mut c, spec, &flow_names);
         intent::expected_lint(&mut c, spec);
