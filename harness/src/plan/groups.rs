@@ -145,3 +145,17 @@ pub(super) fn workloads(c: &mut Checker<'_>, spec: &Spec, names: &Names<'_>) -> 
     }
     workloads
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::tests::{BASE, plan_of};
+
+    #[test]
+    fn unknown_group_reference_is_caught() {
+        let text = format!(
+            "{BASE}[[security_groups]]\nname = \"g\"\ngroup_name = \"g\"\ndescription = \"d\"\nzone = \"a\"\ningress = [{{ protocol = \"tcp\", ports = 22, group = \"nope\" }}]\n"
+        );
+        let msgs = plan_of(&text).unwrap_err().to_string();
+        assert!(msgs.contains("security_groups[g].ingress[0].group = \"nope\""), "{msgs}");
+    }
+}

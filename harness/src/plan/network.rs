@@ -315,3 +315,16 @@ fn route_target(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::tests::{BASE, plan_of};
+
+    #[test]
+    fn zone_cidr_outside_the_vpc_is_caught() {
+        let text =
+            format!("{BASE}[[zones]]\nname = \"b\"\ncidr = \"192.168.0.0/24\"\nsubnet_name = \"b\"\nnacl = \"a\"\n");
+        let msgs = plan_of(&text).unwrap_err().to_string();
+        assert!(msgs.contains("zones[b].cidr = \"192.168.0.0/24\": outside the VPC's 10.0.0.0/16"), "{msgs}");
+    }
+}
