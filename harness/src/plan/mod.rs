@@ -5,6 +5,11 @@
 //! Checked here: CIDRs parse, lie inside the VPC and do not overlap; rule numbers are in
 //! 1..=32766 and unique per NACL and direction; protocols are known; port ranges are
 //! present where needed and not inverted; every zone, NACL and group reference resolves.
+//!
+//! Each part of the spec has its module: `network` (VPC, zones, NAT gateways, NACLs,
+//! route tables), `groups` (security groups, workloads), `intent` (intents and the names
+//! they use, externals, what the design allows or blocks knowingly), `monitoring` (flow
+//! log, alarm) and `source_checks`; [`Plan::from_spec`] calls them in turn.
 
 mod groups;
 mod intent;
@@ -527,29 +532,23 @@ impl Plan {
         let mut c = Checker { source, problems: Vec::new() };
         let names = Names::of(spec);
 
+        // Problems are sorted by line alone, so this order decides which of one line's
+        // problems comes first.
         let (vpc_cidr, ephemeral) = network::vpc(&mut c, spec);
         let zones = network::zones(&mut c, spec, vpc_cidr, &names);
-
         intent::distinct_names(&mut c, spec);
-
         let nat_gateways = network::nat_gateways(&mut c, spec, &names);
-
         let externals = intent::externals(&mut c, spec, vpc_cidr);
-
         let nacls = network::nacls(&mut c, spec);
         let route_tables = network::route_tables(&mut c, spec, &names);
-
         let security_groups = groups::security_groups(&mut c, spec, &names);
         let workloads = groups::workloads(&mut c, spec, &names);
-
         let flow_log = monitoring::flow_log(&mut c, spec);
         let alarm = monitoring::alarm(&mut c, spec);
-
         let flow_names = intent::FlowNames::new(spec);
-        let intent = intent::intents(&mut c, spec, &flow_names);
+        let intents = intent::intents(&mut c, spec, &flow_names);
         let allowed_by_design = intent::allowed_by_design(&mut c, spec, &flow_names);
         intent::expected_lint(&mut c, spec);
-
         source_checks::source_checks(&mut c, spec, &names);
 
         if !c.problems.is_empty() {
@@ -578,7 +577,7 @@ impl Plan {
             flow_log,
             alarm,
             deviations: spec.deviations.clone(),
-            intent,
+            intent: intents,
             allowed_by_design,
             expected_lint: spec.expected_lint.iter().map(|l| l.get_ref().clone()).collect(),
             expected_findings: spec.expected_findings.clone(),
