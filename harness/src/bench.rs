@@ -14,6 +14,7 @@ use serde::Serialize;
 use crate::plan::Plan;
 use crate::run::{self, RunOptions, RunReport};
 use crate::target::{Target, TargetKind, TargetOptions, python};
+use crate::verdict::Verdict;
 
 /// The ```bash blocks of the sections of a Markdown document whose `## ` heading starts
 /// with one of `sections`, in order: how a recipe's own script is lifted out of it.
@@ -263,7 +264,7 @@ pub async fn bench(plan: &Plan, planned_resources: usize, opts: &BenchOptions) -
         )
         .await
         .map_err(|e| e.to_string())?;
-        if report.exit_code() != 0 {
+        if report.verdict() != Verdict::Pass {
             target.stop().await;
             return Err(format!(
                 "run {} did not pass (exit {}); no timing of a failing run",

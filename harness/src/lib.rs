@@ -31,6 +31,7 @@ pub mod teardown;
 pub mod terminal;
 pub mod topology;
 pub mod validate;
+pub mod verdict;
 
 /// The vocabulary shared by specs, plans and observed deployments (from `microseg-reach`).
 pub use microseg_reach::model;

@@ -13,6 +13,7 @@ use crate::checks::{CheckResult, Status};
 use crate::run::{Interruption, RunReport};
 use crate::teardown::Outcome;
 use crate::validate::ValidateReport;
+use crate::verdict::Verdict;
 
 /// Version of the JSON report's schema.
 pub const REPORT_SCHEMA_VERSION: u32 = 1;
@@ -116,7 +117,7 @@ pub fn validate_text(report: &ValidateReport) -> String {
         out.push('\n');
         out.push_str(&crate::reach::matrix_text(&r.matrix));
     }
-    let verdict = if report.exit_code() == 0 { "PASS" } else { "FAIL" };
+    let verdict = if report.verdict() == Verdict::Pass { "PASS" } else { "FAIL" };
     let _ = writeln!(out, "verdict: {verdict} ({})", tally(&report.checks));
     out
 }
@@ -186,11 +187,11 @@ pub fn text(report: &RunReport) -> String {
             report.run_id
         );
     }
-    let verdict = match report.exit_code() {
-        0 => "PASS",
-        130 => "INTERRUPTED",
-        4 => "FAIL (teardown incomplete)",
-        _ => "FAIL",
+    let verdict = match report.verdict() {
+        Verdict::Pass => "PASS",
+        Verdict::Interrupted => "INTERRUPTED",
+        Verdict::TeardownIncomplete => "FAIL (teardown incomplete)",
+        Verdict::Findings => "FAIL",
     };
     let _ = writeln!(out, "verdict: {verdict} ({})", tally(&report.checks));
     out

@@ -17,13 +17,13 @@ use crate::bindings::Bindings;
 use crate::build::{self, BuildContext, BuildError, Fault};
 use crate::capabilities::Capabilities;
 use crate::checks::{self, CheckResult, Status};
-use crate::exit;
 use crate::inventory::{self, Scope};
 use crate::ledger::{self, Ledger};
 use crate::observe::{self, Observed};
 use crate::plan::Plan;
 use crate::run_id::RunId;
 use crate::teardown::{self, Backoff, TeardownReport};
+use crate::verdict::Verdict;
 
 /// How to run.
 #[derive(Debug, Clone, Default)]
@@ -138,18 +138,23 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    /// The process exit code this run deserves.
-    pub fn exit_code(&self) -> i32 {
+    /// What this run concluded.
+    pub fn verdict(&self) -> Verdict {
         if matches!(self.interruption, Some(Interruption::CtrlC)) {
-            return exit::INTERRUPTED;
+            return Verdict::Interrupted;
         }
         if !self.leftovers.is_empty() {
-            return exit::TEARDOWN_INCOMPLETE;
+            return Verdict::TeardownIncomplete;
         }
         if self.interruption.is_some() || self.checks.iter().any(|c| c.status == Status::Fail) {
-            return exit::FINDINGS;
+            return Verdict::Findings;
         }
-        exit::PASS
+        Verdict::Pass
+    }
+
+    /// The process exit code this run deserves ([`Verdict::exit_code`]).
+    pub fn exit_code(&self) -> i32 {
+        self.verdict().exit_code()
     }
 }
 
@@ -307,7 +312,7 @@ pub async fn run(
             r = teardown => r,
             _ = tokio::signal::ctrl_c() => {
                 eprintln!("second Ctrl-C: stopping now; finish with `microseg sweep --run-id {run_id}`");
-                std::process::exit(exit::INTERRUPTED);
+                std::process::exit(Verdict::Interrupted.exit_code());
             }
         }
     };
