@@ -293,7 +293,7 @@ fn plan_cmd(args: &PlanArgs) -> i32 {
             } else {
                 print!("{}", crate::reach::text(&r.intents));
                 print!("\n{}", crate::reach::matrix_text(&r.matrix));
-                print!("{}", crate::report::checks_table(&reach_checks));
+                print!("{}", crate::report::checks_table_with(&reach_checks, crate::terminal::paint_status));
             }
             if reach_checks.iter().any(|c| c.status == crate::checks::Status::Fail) {
                 exit::FINDINGS
@@ -417,7 +417,7 @@ async fn run_cmd(args: &RunArgs, quiet: bool) -> i32 {
                 eprintln!("error: cannot write {}: {e}", path.display());
             }
             match args.format {
-                Format::Text => print!("{}", crate::report::text(&report)),
+                Format::Text => print!("{}", crate::report::text_with(&report, crate::terminal::paint_status)),
                 Format::Json => println!("{}", crate::report::json(&report)),
                 Format::Junit => println!("{}", crate::report::junit(&report.scenario, &report.checks)),
                 Format::Sarif => {
@@ -777,7 +777,7 @@ fn print_validate(
             let t = crate::topology::topology(plan, observed, &report.bindings);
             print!("{}", crate::topology::html(&title, &t, report.reachability.as_ref(), &report.checks));
         }
-        Format::Text => print!("{}", crate::report::validate_text(report)),
+        Format::Text => print!("{}", crate::report::validate_text_with(report, crate::terminal::paint_status)),
         Format::Json => println!("{}", crate::report::validate_json(report)),
         Format::Junit => println!("{}", crate::report::junit(&report.scenario, &report.checks)),
         Format::Markdown => print!(

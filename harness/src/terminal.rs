@@ -36,6 +36,20 @@ pub fn start_spinner(message: &str) {
     bar.enable_steady_tick(Duration::from_millis(120));
 }
 
+/// Colours a check's status word (a [`crate::report::Paint`]): green pass, bold red
+/// fail, yellow divergence, dim skipped. `console` leaves it plain unless stdout is a
+/// terminal and `NO_COLOR` is unset.
+pub fn paint_status(status: crate::checks::Status, word: String) -> String {
+    use crate::checks::Status;
+    let styled = match status {
+        Status::Pass => console::style(word).green(),
+        Status::Fail => console::style(word).red().bold(),
+        Status::Divergence => console::style(word).yellow(),
+        Status::Skipped => console::style(word).dim(),
+    };
+    styled.to_string()
+}
+
 /// Removes the spinner.
 pub fn stop_spinner() {
     spinner().finish_and_clear();
