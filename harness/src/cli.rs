@@ -410,6 +410,12 @@ async fn run_cmd(args: &RunArgs, quiet: bool) -> i32 {
         progress(quiet, format!("log: {}", log.display()));
     }
     let code = match result {
+        Err(run::RunError::TeardownAbandoned { run_id }) => {
+            eprintln!("second Ctrl-C: stopping now; finish with `microseg sweep --run-id {run_id}`");
+            // At once, as a second Ctrl-C promises: no emulator shutdown and no waiting on
+            // the runtime here (the reaper's exit hook still stops what we started).
+            std::process::exit(exit::INTERRUPTED);
+        }
         Ok(report) => {
             if let Some(path) = &args.report_json
                 && let Err(e) = std::fs::write(path, crate::report::json(&report))

@@ -25,6 +25,11 @@ use crate::run_id::RunId;
 use crate::teardown::{self, Backoff, TeardownReport};
 use crate::verdict::Verdict;
 
+/// Tracing target of the "a phase starts" events (field `phase`: `build`, `observe`,
+/// `checks`, `teardown`, `inventory`). A front end that shows progress listens for it;
+/// the engine draws nothing itself.
+pub const PHASE_TARGET: &str = "microseg::phase";
+
 /// How to run.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -61,7 +66,7 @@ struct PhaseClock {
 
 impl PhaseClock {
     fn start(name: &'static str, clients: &Clients) -> PhaseClock {
-        tracing::info!(target: crate::terminal::PHASE_TARGET, phase = name, "phase starts");
+        tracing::info!(target: PHASE_TARGET, phase = name, "phase starts");
         PhaseClock { name, started: Instant::now(), before: clients.calls.snapshot() }
     }
 
@@ -168,6 +173,13 @@ pub enum RunError {
     /// The account id could not be read.
     #[error(transparent)]
     Aws(#[from] crate::aws::AwsError),
+    /// A second Ctrl-C came during teardown: the run stopped without finishing it. The
+    /// ledger stays on disk, unfinished, for `sweep`. A command line exits at once.
+    #[error("second Ctrl-C: teardown abandoned; finish with `microseg sweep --run-id {run_id}`")]
+    TeardownAbandoned {
+        /// The run whose resources may remain.
+        run_id: RunId,
+    },
 }
 
 /// Tears a run down when dropped while armed: the last line of defence when the run
@@ -311,8 +323,10 @@ pub async fn run(
         tokio::select! {
             r = teardown => r,
             _ = tokio::signal::ctrl_c() => {
-                eprintln!("second Ctrl-C: stopping now; finish with `microseg sweep --run-id {run_id}`");
-                std::process::exit(Verdict::Interrupted.exit_code());
+                // The user wants out now: no guard tearing down on drop either. What stays
+                // is in the ledger and the tags.
+                guard.disarm();
+                return Err(RunError::TeardownAbandoned { run_id });
             }
         }
     };

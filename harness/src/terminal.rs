@@ -18,8 +18,7 @@ use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-/// Tracing target of the engine's "a phase starts" events (field `phase`).
-pub const PHASE_TARGET: &str = "microseg::phase";
+use crate::run::PHASE_TARGET;
 
 fn spinner() -> &'static ProgressBar {
     static BAR: OnceLock<ProgressBar> = OnceLock::new();
