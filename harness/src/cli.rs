@@ -12,7 +12,7 @@ use crate::build::{Fault, Wave};
 use crate::capabilities::Divergence;
 use crate::exit;
 use crate::plan::Plan;
-use crate::run::{self, RunOptions};
+use crate::run::{self, RunOptions, RunTarget};
 use crate::run_id::RunId;
 use crate::spec;
 use crate::sweep::{self, Selection};
@@ -389,22 +389,12 @@ async fn run_cmd(args: &RunArgs, quiet: bool) -> i32 {
         Ok(t) => t,
         Err(code) => return code,
     };
-    let clients = target.clients();
     progress(quiet, format!("▸ building {} ({}), checking, tearing down…", plan.scenario, plan.variant));
     if !quiet {
         crate::terminal::start_spinner("build");
     }
     let run_opts = RunOptions { keep: args.keep, fault, ..Default::default() };
-    let result = run::run(
-        &plan,
-        &clients,
-        &target.description,
-        target.endpoint.clone(),
-        &target.capabilities,
-        target.account_id.clone(),
-        &run_opts,
-    )
-    .await;
+    let result = run::run(&plan, &RunTarget::from(&target), &run_opts).await;
     crate::terminal::stop_spinner();
     if let Some(log) = crate::terminal::log_file() {
         progress(quiet, format!("log: {}", log.display()));

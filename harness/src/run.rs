@@ -22,6 +22,7 @@ use crate::ledger::{self, Ledger};
 use crate::observe::{self, Observed};
 use crate::plan::Plan;
 use crate::run_id::RunId;
+use crate::target::Target;
 use crate::teardown::{self, Backoff, TeardownReport};
 use crate::verdict::Verdict;
 
@@ -41,6 +42,43 @@ pub struct RunOptions {
     pub ledger_dir: Option<std::path::PathBuf>,
     /// Ignore Ctrl-C (tests run many runs in one process).
     pub no_signal_handler: bool,
+}
+
+/// Where a run happens: the clients it calls through, and what the ledger and the
+/// report record about the target they reach.
+#[derive(Debug, Clone)]
+pub struct RunTarget {
+    /// Clients of the target; the report counts the calls they send.
+    pub clients: Clients,
+    /// One line on the target, for the ledger and the report.
+    pub description: String,
+    /// The emulator's endpoint, recorded in the ledger so `sweep` can find it again.
+    pub endpoint: Option<String>,
+    /// What the target cannot do as AWS does.
+    pub capabilities: Capabilities,
+    /// The account, if known; otherwise the run asks STS.
+    pub account_id: Option<String>,
+}
+
+impl RunTarget {
+    /// A target reached through `clients`, with no endpoint to record; the run asks STS
+    /// for the account.
+    pub fn new(clients: Clients, description: impl Into<String>, capabilities: Capabilities) -> RunTarget {
+        RunTarget { clients, description: description.into(), endpoint: None, capabilities, account_id: None }
+    }
+}
+
+impl From<&Target> for RunTarget {
+    /// A started target, with fresh clients (and so a fresh call count).
+    fn from(target: &Target) -> RunTarget {
+        RunTarget {
+            clients: target.clients(),
+            description: target.description.clone(),
+            endpoint: target.endpoint.clone(),
+            capabilities: target.capabilities.clone(),
+            account_id: target.account_id.clone(),
+        }
+    }
 }
 
 /// Wall time and API calls of one phase.
@@ -234,17 +272,10 @@ impl Drop for TeardownGuard {
     }
 }
 
-/// Runs a planned scenario on clients of a started target.
-pub async fn run(
-    plan: &Plan,
-    clients: &Clients,
-    target_description: &str,
-    endpoint: Option<String>,
-    caps: &Capabilities,
-    account_id: Option<String>,
-    opts: &RunOptions,
-) -> Result<RunReport, RunError> {
-    let account_id = match account_id {
+/// Runs a planned scenario on a target: build, observe, check, tear down, inventory.
+pub async fn run(plan: &Plan, target: &RunTarget, opts: &RunOptions) -> Result<RunReport, RunError> {
+    let RunTarget { clients, description: target_description, endpoint, capabilities: caps, account_id } = target;
+    let account_id = match account_id.clone() {
         Some(a) => a,
         None => clients
             .sts
@@ -258,7 +289,7 @@ pub async fn run(
     };
     let run_id = RunId::generate();
     let dir = opts.ledger_dir.clone().unwrap_or_else(ledger::runs_dir);
-    let ledger = Ledger::create(&dir, &run_id, &plan.scenario, target_description, endpoint, &clients.region)?;
+    let ledger = Ledger::create(&dir, &run_id, &plan.scenario, target_description, endpoint.clone(), &clients.region)?;
     let mut guard = TeardownGuard::new(clients.clone(), run_id.clone());
     let mut report = RunReport {
         run_id: run_id.clone(),
