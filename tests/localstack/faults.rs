@@ -22,7 +22,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use microseg_harness::capabilities;
-use microseg_harness::exit;
+use microseg_cli::exit;
 use microseg_harness::inventory::{self, Scope};
 use microseg_harness::ledger::ResourceKind;
 use microseg_harness::run_id::RunId;

@@ -2,7 +2,7 @@
 
 use microseg_harness::build::{Fault, Wave};
 use microseg_harness::checks::Status;
-use microseg_harness::exit;
+use microseg_cli::exit;
 use microseg_harness::run::{self, Interruption, RunOptions, RunTarget};
 use microseg_harness::sweep::{self, Selection};
 

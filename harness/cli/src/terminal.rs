@@ -18,7 +18,7 @@ use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::run::PHASE_TARGET;
+use microseg_harness::run::PHASE_TARGET;
 
 fn spinner() -> &'static ProgressBar {
     static BAR: OnceLock<ProgressBar> = OnceLock::new();
@@ -35,11 +35,11 @@ pub fn start_spinner(message: &str) {
     bar.enable_steady_tick(Duration::from_millis(120));
 }
 
-/// Colours a check's status word (a [`crate::report::Paint`]): green pass, bold red
+/// Colours a check's status word (a [`microseg_harness::report::Paint`]): green pass, bold red
 /// fail, yellow divergence, dim skipped. `console` leaves it plain unless stdout is a
 /// terminal and `NO_COLOR` is unset.
-pub fn paint_status(status: crate::checks::Status, word: String) -> String {
-    use crate::checks::Status;
+pub fn paint_status(status: microseg_harness::checks::Status, word: String) -> String {
+    use microseg_harness::checks::Status;
     let styled = match status {
         Status::Pass => console::style(word).green(),
         Status::Fail => console::style(word).red().bold(),
@@ -102,7 +102,7 @@ pub fn init(verbose: u8) {
         _ => "debug",
     };
     let stderr_filter = EnvFilter::try_from_env("MICROSEG_LOG").unwrap_or_else(|_| {
-        EnvFilter::new(format!("microseg_harness={level},microseg_reach={level},{PHASE_TARGET}={level}"))
+        EnvFilter::new(format!("microseg_cli={level},microseg_harness={level},microseg_reach={level},{PHASE_TARGET}={level}"))
     });
     let stderr = tracing_subscriber::fmt::layer().with_writer(|| SpinnerSafeStderr).with_filter(stderr_filter);
     let file = open_log_file().map(|(path, f)| {
@@ -110,7 +110,7 @@ pub fn init(verbose: u8) {
         tracing_subscriber::fmt::layer()
             .with_ansi(false)
             .with_writer(Mutex::new(f))
-            .with_filter(EnvFilter::new(format!("microseg_harness=debug,microseg_reach=debug,{PHASE_TARGET}=debug")))
+            .with_filter(EnvFilter::new(format!("microseg_cli=debug,microseg_harness=debug,microseg_reach=debug,{PHASE_TARGET}=debug")))
     });
     let spinner = SpinnerLayer.with_filter(tracing_subscriber::filter::filter_fn(|m| m.target() == PHASE_TARGET));
     let _ = tracing_subscriber::registry().with(stderr).with(file).with(spinner).try_init();
@@ -120,7 +120,7 @@ pub fn init(verbose: u8) {
 const KEEP_LOGS: usize = 100;
 
 fn open_log_file() -> Option<(PathBuf, std::fs::File)> {
-    let dir = crate::target::python::cache_dir().join("logs");
+    let dir = microseg_harness::target::python::cache_dir().join("logs");
     std::fs::create_dir_all(&dir).ok()?;
     prune(&dir);
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());

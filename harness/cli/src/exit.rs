@@ -1,7 +1,7 @@
 //! The process exit codes, in one place. Tests assert on these constants, never on
 //! literals.
 
-use crate::verdict::Verdict;
+use microseg_harness::verdict::Verdict;
 
 /// Every check passed (or was a named, explained divergence).
 pub const PASS: i32 = Verdict::Pass.exit_code();

@@ -1,22 +1,26 @@
-//! The command line: parse, call the engine, map the outcome to an exit code.
+//! The `microseg` command line: parse, call the engine (`microseg-harness`), map the
+//! outcome to an exit code.
 //!
-//! `main` is three lines; everything here is testable. Progress goes to stderr, reports
-//! to stdout (or a file), so `microseg run --format json > report.json` works.
+//! The binary's `main` only calls [`main`]. Progress goes to stderr, reports to stdout
+//! (or a file), so `microseg run --format json > report.json` works.
+#![warn(missing_docs)]
+
+pub mod exit;
+pub mod terminal;
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::build::{Fault, Wave};
-use crate::capabilities::Divergence;
-use crate::exit;
-use crate::plan::Plan;
-use crate::run::{self, RunOptions, RunTarget};
-use crate::run_id::RunId;
-use crate::spec;
-use crate::sweep::{self, Selection};
-use crate::target::{self, Target, TargetKind, TargetOptions, python};
+use microseg_harness::build::{Fault, Wave};
+use microseg_harness::capabilities::Divergence;
+use microseg_harness::plan::Plan;
+use microseg_harness::run::{self, RunOptions, RunTarget};
+use microseg_harness::run_id::RunId;
+use microseg_harness::spec;
+use microseg_harness::sweep::{self, Selection};
+use microseg_harness::target::{self, Target, TargetKind, TargetOptions, python};
 
 /// microseg: build, validate and tear down AWS micro-segmentation scenarios.
 #[derive(Debug, Parser)]
@@ -247,8 +251,21 @@ fn progress(quiet: bool, msg: impl AsRef<str>) {
     }
 }
 
-/// Parses the process arguments and runs; returns the exit code.
-pub async fn main() -> i32 {
+/// Parses the process arguments, runs the command on a Tokio runtime of its own, and
+/// returns the exit code.
+pub fn main() -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    let code = runtime.block_on(dispatch());
+    std::process::ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+async fn dispatch() -> i32 {
     let cli = Cli::parse();
     crate::terminal::init(cli.verbose);
     match cli.command {
@@ -279,23 +296,23 @@ fn plan_cmd(args: &PlanArgs) -> i32 {
         Ok(plan) if args.reach => {
             // The design evaluated on AWS semantics before anything is built: the same
             // checks a deployment gets, so the exit code says whether the design is sound.
-            let (observed, bindings) = crate::reach::designed(&plan);
-            let (checks, r) = crate::checks::run_checks_with_reachability(
+            let (observed, bindings) = microseg_harness::reach::designed(&plan);
+            let (checks, r) = microseg_harness::checks::run_checks_with_reachability(
                 &plan,
                 &observed,
                 &bindings,
-                &crate::capabilities::Capabilities::aws(),
+                &microseg_harness::capabilities::Capabilities::aws(),
             );
             let reach_checks: Vec<_> = checks.into_iter().filter(|c| c.id == "intent" || c.id == "rule-lint").collect();
             if args.json {
                 let doc = serde_json::json!({ "reachability": r, "checks": reach_checks });
                 println!("{}", serde_json::to_string_pretty(&doc).expect("analysis serialises"));
             } else {
-                print!("{}", crate::reach::text(&r.intents));
-                print!("\n{}", crate::reach::matrix_text(&r.matrix));
-                print!("{}", crate::report::checks_table_with(&reach_checks, crate::terminal::paint_status));
+                print!("{}", microseg_harness::reach::text(&r.intents));
+                print!("\n{}", microseg_harness::reach::matrix_text(&r.matrix));
+                print!("{}", microseg_harness::report::checks_table_with(&reach_checks, crate::terminal::paint_status));
             }
-            if reach_checks.iter().any(|c| c.status == crate::checks::Status::Fail) {
+            if reach_checks.iter().any(|c| c.status == microseg_harness::checks::Status::Fail) {
                 exit::FINDINGS
             } else {
                 exit::PASS
@@ -408,32 +425,32 @@ async fn run_cmd(args: &RunArgs, quiet: bool) -> i32 {
         }
         Ok(report) => {
             if let Some(path) = &args.report_json
-                && let Err(e) = std::fs::write(path, crate::report::json(&report))
+                && let Err(e) = std::fs::write(path, microseg_harness::report::json(&report))
             {
                 eprintln!("error: cannot write {}: {e}", path.display());
             }
             match args.format {
-                Format::Text => print!("{}", crate::report::text_with(&report, crate::terminal::paint_status)),
-                Format::Json => println!("{}", crate::report::json(&report)),
-                Format::Junit => println!("{}", crate::report::junit(&report.scenario, &report.checks)),
+                Format::Text => print!("{}", microseg_harness::report::text_with(&report, crate::terminal::paint_status)),
+                Format::Json => println!("{}", microseg_harness::report::json(&report)),
+                Format::Junit => println!("{}", microseg_harness::report::junit(&report.scenario, &report.checks)),
                 Format::Sarif => {
-                    println!("{}", crate::report::sarif(&report.checks, &plan.spec_file.display().to_string()))
+                    println!("{}", microseg_harness::report::sarif(&report.checks, &plan.spec_file.display().to_string()))
                 }
                 Format::Mermaid | Format::Html => {
                     // Drawn from what was observed before teardown.
                     let observed = report.observed.clone().unwrap_or_default();
-                    let t = crate::topology::topology(&plan, &observed, &report.bindings);
+                    let t = microseg_harness::topology::topology(&plan, &observed, &report.bindings);
                     if args.format == Format::Mermaid {
-                        print!("{}", crate::topology::mermaid(&t, report.reachability.as_ref()));
+                        print!("{}", microseg_harness::topology::mermaid(&t, report.reachability.as_ref()));
                     } else {
                         let title =
                             format!("microseg run {} · {} ({})", report.run_id, report.scenario, report.variant);
-                        print!("{}", crate::topology::html(&title, &t, report.reachability.as_ref(), &report.checks));
+                        print!("{}", microseg_harness::topology::html(&title, &t, report.reachability.as_ref(), &report.checks));
                     }
                 }
                 Format::Markdown => print!(
                     "{}",
-                    crate::report::markdown(
+                    microseg_harness::report::markdown(
                         &format!("microseg run {} · {} ({})", report.run_id, report.scenario, report.variant),
                         &report.checks,
                         report.reachability.as_ref().map(|r| &r.matrix)
@@ -465,19 +482,19 @@ async fn bench_cmd(args: &BenchArgs, quiet: bool) -> i32 {
             return exit::USAGE;
         }
     };
-    let opts = crate::bench::BenchOptions {
+    let opts = microseg_harness::bench::BenchOptions {
         runs: args.runs,
-        recipe: if args.no_script { None } else { args.recipe.clone().or_else(crate::bench::default_recipe) },
+        recipe: if args.no_script { None } else { args.recipe.clone().or_else(microseg_harness::bench::default_recipe) },
         cold: args.cold,
     };
     progress(quiet, format!("▸ bench: {} runs of {} on a LocalStack host process…", opts.runs, plan.scenario));
-    match crate::bench::bench(&plan, count_resources(&plan), &opts).await {
+    match microseg_harness::bench::bench(&plan, count_resources(&plan), &opts).await {
         Ok(r) if args.json => {
             println!("{}", serde_json::to_string_pretty(&r).expect("bench report serialises"));
             exit::PASS
         }
         Ok(r) => {
-            print!("{}", crate::bench::text(&r));
+            print!("{}", microseg_harness::bench::text(&r));
             exit::PASS
         }
         Err(e) => {
@@ -652,7 +669,7 @@ async fn validate_cmd(args: &ValidateArgs, default_format: Format, quiet: bool) 
             return exit::USAGE;
         }
     };
-    let mut mapping = crate::discover::ZoneMapping::default();
+    let mut mapping = microseg_harness::discover::ZoneMapping::default();
     for z in &args.zone_tag {
         match split_pair("--zone-tag", z) {
             Ok((zone, tag)) if plan.zone(zone).is_some() => {
@@ -668,7 +685,7 @@ async fn validate_cmd(args: &ValidateArgs, default_format: Format, quiet: bool) 
     };
 
     if let Some(path) = &args.from_snapshot {
-        let snap = match crate::validate::Snapshot::read(path) {
+        let snap = match microseg_harness::validate::Snapshot::read(path) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -676,7 +693,7 @@ async fn validate_cmd(args: &ValidateArgs, default_format: Format, quiet: bool) 
             }
         };
         let source = format!("snapshot {} (read from {})", path.display(), snap.target);
-        let report = crate::validate::validate(&plan, &snap.observed, &mapping, &snap.capabilities, source);
+        let report = microseg_harness::validate::validate(&plan, &snap.observed, &mapping, &snap.capabilities, source);
         return print_validate(&report, format, &plan, &snap.observed);
     }
 
@@ -691,7 +708,7 @@ async fn validate_cmd(args: &ValidateArgs, default_format: Format, quiet: bool) 
     let clients = target.clients();
     let vpc_ids = match (&args.vpc_id, tag) {
         (Some(v), _) => Ok(vec![v.clone()]),
-        (None, Some((k, v))) => crate::validate::vpc_by_tag(&clients, k, v).await,
+        (None, Some((k, v))) => microseg_harness::validate::vpc_by_tag(&clients, k, v).await,
         (None, None) => Ok(vec![]),
     };
     let code = match vpc_ids {
@@ -701,11 +718,11 @@ async fn validate_cmd(args: &ValidateArgs, default_format: Format, quiet: bool) 
         }
         Ok(_) if args.expect_gone => {
             let left = match (&args.vpc_id, tag) {
-                (Some(v), _) => crate::validate::leftovers_in_vpc(&clients, v).await,
-                (None, Some((k, v))) => crate::validate::leftovers_by_tag(&clients, k, v).await,
+                (Some(v), _) => microseg_harness::validate::leftovers_in_vpc(&clients, v).await,
+                (None, Some((k, v))) => microseg_harness::validate::leftovers_by_tag(&clients, k, v).await,
                 (None, None) => Ok(vec![]),
             };
-            let left = left.map(|l| crate::validate::split_emulator_orphans(l, &target.capabilities));
+            let left = left.map(|l| microseg_harness::validate::split_emulator_orphans(l, &target.capabilities));
             if let Ok((_, orphans)) = &left {
                 for o in orphans {
                     println!(
@@ -735,9 +752,9 @@ async fn validate_cmd(args: &ValidateArgs, default_format: Format, quiet: bool) 
             eprintln!("error: expected exactly one VPC, found {}: {}", ids.len(), ids.join(", "));
             exit::USAGE
         }
-        Ok(ids) => match crate::observe::read_live(&clients, &ids[0]).await {
+        Ok(ids) => match microseg_harness::observe::read_live(&clients, &ids[0]).await {
             Ok(observed) => {
-                let report = crate::validate::validate(
+                let report = microseg_harness::validate::validate(
                     &plan,
                     &observed,
                     &mapping,
@@ -757,28 +774,28 @@ async fn validate_cmd(args: &ValidateArgs, default_format: Format, quiet: bool) 
 }
 
 fn print_validate(
-    report: &crate::validate::ValidateReport,
+    report: &microseg_harness::validate::ValidateReport,
     format: Format,
     plan: &Plan,
-    observed: &crate::observe::Observed,
+    observed: &microseg_harness::observe::Observed,
 ) -> i32 {
     let title = format!("microseg validate · {} · {}", report.scenario, report.source);
     match format {
-        Format::Sarif => println!("{}", crate::report::sarif(&report.checks, &plan.spec_file.display().to_string())),
+        Format::Sarif => println!("{}", microseg_harness::report::sarif(&report.checks, &plan.spec_file.display().to_string())),
         Format::Mermaid => {
-            let t = crate::topology::topology(plan, observed, &report.bindings);
-            print!("{}", crate::topology::mermaid(&t, report.reachability.as_ref()));
+            let t = microseg_harness::topology::topology(plan, observed, &report.bindings);
+            print!("{}", microseg_harness::topology::mermaid(&t, report.reachability.as_ref()));
         }
         Format::Html => {
-            let t = crate::topology::topology(plan, observed, &report.bindings);
-            print!("{}", crate::topology::html(&title, &t, report.reachability.as_ref(), &report.checks));
+            let t = microseg_harness::topology::topology(plan, observed, &report.bindings);
+            print!("{}", microseg_harness::topology::html(&title, &t, report.reachability.as_ref(), &report.checks));
         }
-        Format::Text => print!("{}", crate::report::validate_text_with(report, crate::terminal::paint_status)),
-        Format::Json => println!("{}", crate::report::validate_json(report)),
-        Format::Junit => println!("{}", crate::report::junit(&report.scenario, &report.checks)),
+        Format::Text => print!("{}", microseg_harness::report::validate_text_with(report, crate::terminal::paint_status)),
+        Format::Json => println!("{}", microseg_harness::report::validate_json(report)),
+        Format::Junit => println!("{}", microseg_harness::report::junit(&report.scenario, &report.checks)),
         Format::Markdown => print!(
             "{}",
-            crate::report::markdown(
+            microseg_harness::report::markdown(
                 &format!("microseg validate · {} · {}", report.scenario, report.source),
                 &report.checks,
                 report.reachability.as_ref().map(|r| &r.matrix)
@@ -800,11 +817,11 @@ async fn snapshot_cmd(args: &SnapshotArgs, quiet: bool) -> i32 {
         Ok(t) => t,
         Err(code) => return code,
     };
-    let code = match crate::observe::read_live(&target.clients(), &args.vpc_id).await {
+    let code = match microseg_harness::observe::read_live(&target.clients(), &args.vpc_id).await {
         Ok(observed) => {
-            let snap = crate::validate::Snapshot {
-                format_version: crate::validate::SNAPSHOT_FORMAT_VERSION,
-                captured_at: crate::run_id::now_unix(),
+            let snap = microseg_harness::validate::Snapshot {
+                format_version: microseg_harness::validate::SNAPSHOT_FORMAT_VERSION,
+                captured_at: microseg_harness::run_id::now_unix(),
                 target: target.description.clone(),
                 capabilities: target.capabilities.clone(),
                 observed,
@@ -842,9 +859,9 @@ async fn sweep_target(args: &TargetArgs, quiet: bool) -> Result<Target, i32> {
 /// Sweeps each run whose ledger a killed process left (unlocked, not torn down), and
 /// marks the ledger done once the run's inventory is empty.
 async fn sweep_abandoned(args: &SweepArgs, quiet: bool) -> i32 {
-    let ledgers = crate::ledger::abandoned(&crate::ledger::runs_dir());
+    let ledgers = microseg_harness::ledger::abandoned(&microseg_harness::ledger::runs_dir());
     if ledgers.is_empty() {
-        println!("no abandoned ledgers in {}", crate::ledger::runs_dir().display());
+        println!("no abandoned ledgers in {}", microseg_harness::ledger::runs_dir().display());
         return exit::PASS;
     }
     let target = match sweep_target(&args.target, quiet).await {
@@ -857,7 +874,7 @@ async fn sweep_abandoned(args: &SweepArgs, quiet: bool) -> i32 {
         match sweep::sweep(&clients, &Selection::Run(data.run_id.clone())).await {
             Ok(r) if r.leftovers.is_empty() => {
                 println!("{}: {} resource(s) swept, none left", data.run_id, r.found.len());
-                if let Err(e) = crate::ledger::mark_file_torn_down(&path) {
+                if let Err(e) = microseg_harness::ledger::mark_file_torn_down(&path) {
                     eprintln!("warning: {e}");
                 }
             }
