@@ -1,8 +1,8 @@
 //! The recipe end to end on LocalStack, and teardown whatever happens.
 
+use microseg_cli::exit;
 use microseg_harness::build::{Fault, Wave};
 use microseg_harness::checks::Status;
-use microseg_cli::exit;
 use microseg_harness::run::{self, Interruption, RunOptions, RunTarget};
 use microseg_harness::sweep::{self, Selection};
 

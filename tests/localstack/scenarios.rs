@@ -4,8 +4,8 @@
 
 use std::process::Output;
 
-use microseg_harness::checks::Status;
 use microseg_cli::exit;
+use microseg_harness::checks::Status;
 use microseg_harness::run_id::RunId;
 use microseg_harness::sweep::{self, Selection};
 use rstest::rstest;

@@ -102,15 +102,16 @@ pub fn init(verbose: u8) {
         _ => "debug",
     };
     let stderr_filter = EnvFilter::try_from_env("MICROSEG_LOG").unwrap_or_else(|_| {
-        EnvFilter::new(format!("microseg_cli={level},microseg_harness={level},microseg_reach={level},{PHASE_TARGET}={level}"))
+        EnvFilter::new(format!(
+            "microseg_cli={level},microseg_harness={level},microseg_reach={level},{PHASE_TARGET}={level}"
+        ))
     });
     let stderr = tracing_subscriber::fmt::layer().with_writer(|| SpinnerSafeStderr).with_filter(stderr_filter);
     let file = open_log_file().map(|(path, f)| {
         let _ = LOG_FILE.set(path);
-        tracing_subscriber::fmt::layer()
-            .with_ansi(false)
-            .with_writer(Mutex::new(f))
-            .with_filter(EnvFilter::new(format!("microseg_cli=debug,microseg_harness=debug,microseg_reach=debug,{PHASE_TARGET}=debug")))
+        tracing_subscriber::fmt::layer().with_ansi(false).with_writer(Mutex::new(f)).with_filter(EnvFilter::new(
+            format!("microseg_cli=debug,microseg_harness=debug,microseg_reach=debug,{PHASE_TARGET}=debug"),
+        ))
     });
     let spinner = SpinnerLayer.with_filter(tracing_subscriber::filter::filter_fn(|m| m.target() == PHASE_TARGET));
     let _ = tracing_subscriber::registry().with(stderr).with(file).with(spinner).try_init();

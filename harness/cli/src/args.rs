@@ -1,0 +1,224 @@
+//! The command line's arguments, as clap parses them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// microseg: build, validate and tear down AWS micro-segmentation scenarios.
+#[derive(Debug, Parser)]
+#[command(name = "microseg", version, about, long_about = None)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+    /// More logging on stderr (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// No progress lines on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build a scenario, check it, tear it down, and prove nothing is left.
+    Run(RunArgs),
+    /// Validate a scenario spec and print the plan; no API calls.
+    Plan(PlanArgs),
+    /// Delete what crashed or kept runs left behind (only resources with a run tag).
+    Sweep(SweepArgs),
+    /// Check a deployment that microseg did not build (the acceptance gate).
+    Validate(ValidateArgs),
+    /// Write what a deployment looks like to a file, for an offline `validate`.
+    Snapshot(SnapshotArgs),
+    /// Which targets can serve here, their versions and divergences.
+    Doctor(TargetArgs),
+    /// Draw a deployment (as `validate` reads it): Mermaid by default, or any format.
+    Report(ValidateArgs),
+    /// Measure full runs, their calls against the floor, target start times, the
+    /// recipe's own script on the same emulator, and the evaluator.
+    Bench(BenchArgs),
+}
+
+/// `bench` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Scenario.
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Full runs to take the median of.
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// The recipe's Markdown, whose bash blocks are run for comparison (default: the
+    /// copy in tests/fixtures when run from a checkout).
+    #[arg(long, conflicts_with = "no_script")]
+    pub recipe: Option<PathBuf>,
+    /// Skip the recipe's script (it takes over a minute on LocalStack).
+    #[arg(long)]
+    pub no_script: bool,
+    /// Also measure a cold host start (fresh venv; one to two minutes).
+    #[arg(long)]
+    pub cold: bool,
+    /// JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `validate` arguments.
+#[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["vpc_id", "tag", "from_snapshot"])))]
+pub struct ValidateArgs {
+    /// Scenario the deployment implements.
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Where the deployment is: endpoint=<url> or aws.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// The deployment's VPC.
+    #[arg(long)]
+    pub vpc_id: Option<String>,
+    /// A tag the deployment carries (`Key=Value`).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub tag: Option<String>,
+    /// Validate a snapshot file offline, with no credentials.
+    #[arg(long, conflicts_with = "expect_gone")]
+    pub from_snapshot: Option<PathBuf>,
+    /// After a cleanup: prove that nothing of the deployment remains.
+    #[arg(long)]
+    pub expect_gone: bool,
+    /// Match a zone by its subnet's `Zone` tag instead of its CIDR (`zone=TagValue`).
+    #[arg(long = "zone-tag", value_name = "ZONE=TAG")]
+    pub zone_tag: Vec<String>,
+    /// Report format (`validate`: text; `report`: mermaid).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+}
+
+/// `snapshot` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct SnapshotArgs {
+    /// Where the deployment is: endpoint=<url> or aws.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// The deployment's VPC.
+    #[arg(long)]
+    pub vpc_id: String,
+    /// Output file.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Which scenario.
+#[derive(Debug, Clone, Args)]
+pub struct SpecArgs {
+    /// A built-in scenario (`recipe`) or a spec file path.
+    #[arg(long, default_value = "recipe")]
+    pub scenario: String,
+    /// A spec file of your own (overrides --scenario).
+    #[arg(long)]
+    pub spec: Option<PathBuf>,
+    /// Variant of a built-in scenario: `as-written` keeps the source's rules, `hardened`
+    /// corrects them so exactly the intended flows pass.
+    #[arg(long, default_value = "as-written", value_parser = ["as-written", "hardened"])]
+    pub variant: String,
+}
+
+/// `plan` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    /// Scenario.
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Instead of the plan, evaluate the design as AWS would enforce it: intended flows
+    /// (NACLs both ways with ephemeral replies, security groups, routes), the zone matrix,
+    /// unintended openings and pointless rules. Exit 1 on findings the spec does not record.
+    #[arg(long)]
+    pub reach: bool,
+    /// With `--reach`: JSON instead of text.
+    #[arg(long, requires = "reach")]
+    pub json: bool,
+}
+
+/// Where to run.
+#[derive(Debug, Clone, Args)]
+pub struct TargetArgs {
+    /// auto, localstack-host, localstack-container, endpoint=<url>, aws.
+    #[arg(long, default_value = "auto", env = "MICROSEG_TARGET")]
+    pub target: String,
+    /// Region (emulators default to us-east-1).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// AWS credentials profile (aws target).
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Account id the aws target may touch; repeatable. Required for --target aws.
+    #[arg(long = "allow-account", value_name = "ACCOUNT_ID")]
+    pub allow_account: Vec<String>,
+}
+
+/// Report formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// A table and a verdict.
+    Text,
+    /// The versioned JSON report.
+    Json,
+    /// JUnit XML, one test case per check.
+    Junit,
+    /// Markdown for a CI job summary.
+    Markdown,
+    /// The deployed topology and the traffic between zones as a Mermaid graph.
+    Mermaid,
+    /// One self-contained HTML page: checks, topology, zone matrix.
+    Html,
+    /// SARIF 2.1.0 for code scanning.
+    Sarif,
+}
+
+/// `run` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Scenario.
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Target.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Leave the deployment in place; prints how to remove it.
+    #[arg(long)]
+    pub keep: bool,
+    /// Print the plan and stop; no API calls.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Report format on stdout.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Also write the JSON report to this file.
+    #[arg(long)]
+    pub report_json: Option<PathBuf>,
+    /// Inject a failure for tests: `error@<wave>`, `panic@<wave>` or `hang@<wave>`, wave one of
+    /// foundation, network, rules.
+    #[arg(long, hide = true, env = "MICROSEG_INJECT")]
+    pub inject: Option<String>,
+}
+
+/// `sweep` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct SweepArgs {
+    /// Target.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Sweep one run.
+    #[arg(long, conflicts_with_all = ["older_than", "all"])]
+    pub run_id: Option<String>,
+    /// Sweep runs created longer ago than this (`6h`, `30m`).
+    #[arg(long, conflicts_with = "all")]
+    pub older_than: Option<String>,
+    /// Sweep every microseg run in the account and region.
+    #[arg(long)]
+    pub all: bool,
+    /// Sweep the runs whose on-disk ledgers were left by killed processes.
+    #[arg(long, conflicts_with_all = ["run_id", "older_than", "all"])]
+    pub abandoned: bool,
+}
