@@ -1,8 +1,14 @@
-//! The command line's arguments, as clap parses them.
+//! The command line's arguments, as clap parses them. Every value arrives typed (a
+//! [`TargetKind`], a [`Duration`], a [`RunId`], a [`Fault`]…): a malformed one is clap's
+//! usage error, exit 2, before any command runs.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use microseg_harness::build::{Fault, Wave};
+use microseg_harness::run_id::RunId;
+use microseg_harness::target::TargetKind;
 
 /// microseg: build, validate and tear down AWS micro-segmentation scenarios.
 #[derive(Debug, Parser)]
@@ -79,8 +85,8 @@ pub struct ValidateArgs {
     #[arg(long)]
     pub vpc_id: Option<String>,
     /// A tag the deployment carries (`Key=Value`).
-    #[arg(long, value_name = "KEY=VALUE")]
-    pub tag: Option<String>,
+    #[arg(long, value_name = "KEY=VALUE", value_parser = key_value)]
+    pub tag: Option<KeyValue>,
     /// Validate a snapshot file offline, with no credentials.
     #[arg(long, conflicts_with = "expect_gone")]
     pub from_snapshot: Option<PathBuf>,
@@ -88,8 +94,8 @@ pub struct ValidateArgs {
     #[arg(long)]
     pub expect_gone: bool,
     /// Match a zone by its subnet's `Zone` tag instead of its CIDR (`zone=TagValue`).
-    #[arg(long = "zone-tag", value_name = "ZONE=TAG")]
-    pub zone_tag: Vec<String>,
+    #[arg(long = "zone-tag", value_name = "ZONE=TAG", value_parser = key_value)]
+    pub zone_tag: Vec<KeyValue>,
     /// Report format (`validate`: text; `report`: mermaid).
     #[arg(long, value_enum)]
     pub format: Option<Format>,
@@ -120,8 +126,17 @@ pub struct SpecArgs {
     pub spec: Option<PathBuf>,
     /// Variant of a built-in scenario: `as-written` keeps the source's rules, `hardened`
     /// corrects them so exactly the intended flows pass.
-    #[arg(long, default_value = "as-written", value_parser = ["as-written", "hardened"])]
-    pub variant: String,
+    #[arg(long, value_enum, default_value = "as-written")]
+    pub variant: Variant,
+}
+
+/// Variants of a built-in scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Variant {
+    /// The source's rules as written.
+    AsWritten,
+    /// Corrected so that exactly the intended flows pass (`<scenario>-hardened`).
+    Hardened,
 }
 
 /// `plan` arguments.
@@ -145,7 +160,7 @@ pub struct PlanArgs {
 pub struct TargetArgs {
     /// auto, localstack-host, localstack-container, endpoint=<url>, aws.
     #[arg(long, default_value = "auto", env = "MICROSEG_TARGET")]
-    pub target: String,
+    pub target: TargetKind,
     /// Region (emulators default to us-east-1).
     #[arg(long)]
     pub region: Option<String>,
@@ -153,7 +168,7 @@ pub struct TargetArgs {
     #[arg(long)]
     pub profile: Option<String>,
     /// Account id the aws target may touch; repeatable. Required for --target aws.
-    #[arg(long = "allow-account", value_name = "ACCOUNT_ID")]
+    #[arg(long = "allow-account", value_name = "ACCOUNT_ID", value_parser = account_id)]
     pub allow_account: Vec<String>,
 }
 
@@ -199,8 +214,8 @@ pub struct RunArgs {
     pub report_json: Option<PathBuf>,
     /// Inject a failure for tests: `error@<wave>`, `panic@<wave>` or `hang@<wave>`, wave one of
     /// foundation, network, rules.
-    #[arg(long, hide = true, env = "MICROSEG_INJECT")]
-    pub inject: Option<String>,
+    #[arg(long, hide = true, env = "MICROSEG_INJECT", value_parser = fault)]
+    pub inject: Option<Fault>,
 }
 
 /// `sweep` arguments.
@@ -210,15 +225,107 @@ pub struct SweepArgs {
     #[command(flatten)]
     pub target: TargetArgs,
     /// Sweep one run.
-    #[arg(long, conflicts_with_all = ["older_than", "all"])]
-    pub run_id: Option<String>,
+    #[arg(long, conflicts_with_all = ["older_than", "all"], value_parser = RunId::parse)]
+    pub run_id: Option<RunId>,
     /// Sweep runs created longer ago than this (`6h`, `30m`).
-    #[arg(long, conflicts_with = "all")]
-    pub older_than: Option<String>,
+    #[arg(long, conflicts_with = "all", value_parser = age)]
+    pub older_than: Option<Duration>,
     /// Sweep every microseg run in the account and region.
     #[arg(long)]
     pub all: bool,
     /// Sweep the runs whose on-disk ledgers were left by killed processes.
     #[arg(long, conflicts_with_all = ["run_id", "older_than", "all"])]
     pub abandoned: bool,
+}
+
+/// A `KEY=VALUE` pair (`--tag`, `--zone-tag`), both sides non-empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyValue {
+    /// Left of the first `=`.
+    pub key: String,
+    /// Right of it.
+    pub value: String,
+}
+
+fn key_value(s: &str) -> Result<KeyValue, String> {
+    s.split_once('=')
+        .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+        .map(|(k, v)| KeyValue { key: k.to_string(), value: v.to_string() })
+        .ok_or_else(|| "expected KEY=VALUE".to_string())
+}
+
+fn account_id(s: &str) -> Result<String, String> {
+    if s.len() == 12 && s.chars().all(|c| c.is_ascii_digit()) {
+        Ok(s.to_string())
+    } else {
+        Err("an AWS account id is 12 digits".to_string())
+    }
+}
+
+/// `6h`, `30m`: what humantime reads, with an example when it cannot.
+fn age(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 6h, 30m)"))
+}
+
+/// `error@<wave>`, `panic@<wave>` or `hang@<wave>`.
+fn fault(s: &str) -> Result<Fault, String> {
+    let (mode, wave) = s.split_once('@').ok_or("use error@<wave>, panic@<wave> or hang@<wave>")?;
+    let wave = Wave::parse(wave).ok_or("wave is foundation, network or rules")?;
+    match mode {
+        "error" => Ok(Fault::ErrorAfter(wave)),
+        "panic" => Ok(Fault::PanicAfter(wave)),
+        "hang" => Ok(Fault::HangAfter(wave)),
+        _ => Err("mode is error, panic or hang".to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("microseg").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn values_arrive_typed() {
+        let Command::Sweep(s) =
+            parse(&["sweep", "--older-than", "6h", "--target", "endpoint=http://x:1/"]).unwrap().command
+        else {
+            panic!("sweep")
+        };
+        assert_eq!(s.older_than, Some(Duration::from_secs(6 * 3600)));
+        assert_eq!(s.target.target, TargetKind::Endpoint("http://x:1".into()));
+        let Command::Run(r) = parse(&["run", "--inject", "hang@network", "--variant", "hardened"]).unwrap().command
+        else {
+            panic!("run")
+        };
+        assert_eq!(r.inject, Some(Fault::HangAfter(Wave::Network)));
+        assert_eq!(r.spec.variant, Variant::Hardened);
+        let Command::Validate(v) = parse(&["validate", "--tag", "a=b=c", "--zone-tag", "web=Web"]).unwrap().command
+        else {
+            panic!("validate")
+        };
+        assert_eq!(v.tag, Some(KeyValue { key: "a".into(), value: "b=c".into() }));
+        assert_eq!(v.zone_tag, [KeyValue { key: "web".into(), value: "Web".into() }]);
+    }
+
+    #[test]
+    fn malformed_values_are_usage_errors_that_say_why() {
+        for (args, says) in [
+            (&["run", "--target", "lokalstack"][..], "unknown target"),
+            (&["run", "--inject", "boom@rules"], "mode is error, panic or hang"),
+            (&["run", "--inject", "error@roof"], "wave is foundation, network or rules"),
+            (&["sweep", "--run-id", "not-a-run"], "must start with"),
+            (&["sweep", "--older-than", "six hours"], "e.g. 6h, 30m"),
+            (&["validate", "--vpc-id", "v", "--tag", "novalue"], "expected KEY=VALUE"),
+            (&["run", "--allow-account", "12345"], "12 digits"),
+        ] {
+            let e = parse(args).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{args:?}: {e}");
+            assert!(e.to_string().contains(says), "{args:?}: {e}");
+        }
+    }
 }

@@ -10,24 +10,39 @@ mod commands;
 pub mod exit;
 pub mod terminal;
 
+use std::process::ExitCode;
+
 use clap::Parser;
 
-/// Parses the process arguments, runs the command on a Tokio runtime of its own, and
-/// returns the exit code.
-pub fn main() -> std::process::ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return std::process::ExitCode::from(1);
+use crate::exit::CliError;
+
+/// Parses the process arguments, runs the command on a Tokio runtime of its own, prints
+/// what went wrong if something did, and returns the exit code.
+pub fn main() -> ExitCode {
+    let cli = match args::Cli::try_parse() {
+        Ok(cli) => cli,
+        // `--help` and `--version` arrive as clap errors that are not failures.
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return to_exit_code(exit::PASS);
         }
+        Err(e) => return fail(CliError::Clap(e)),
     };
-    let code = runtime.block_on(dispatch());
-    std::process::ExitCode::from(u8::try_from(code).unwrap_or(1))
+    terminal::init(cli.verbose);
+    // As `#[tokio::main]` would: a machine that cannot start one cannot run anything.
+    let runtime = tokio::runtime::Runtime::new().expect("the Tokio runtime starts");
+    match runtime.block_on(commands::dispatch(cli)) {
+        Ok(()) => to_exit_code(exit::PASS),
+        Err(e) => fail(e),
+    }
 }
 
-async fn dispatch() -> i32 {
-    let cli = args::Cli::parse();
-    terminal::init(cli.verbose);
-    commands::dispatch(cli).await
+fn fail(e: CliError) -> ExitCode {
+    e.print();
+    to_exit_code(e.exit_code())
+}
+
+fn to_exit_code(code: i32) -> ExitCode {
+    // Every code in `exit` fits a byte.
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -1,15 +1,16 @@
-//! `microseg doctor`: which targets can serve here.
+//! `microseg doctor`: which targets can serve here, their versions and divergences;
+//! with `--target`, that target started and probed.
 
 use std::time::Instant;
 
 use microseg_harness::capabilities::Divergence;
-use microseg_harness::target::{self, Target, python};
+use microseg_harness::target::{self, Target, TargetKind, python};
 
-use super::*;
-use crate::args::*;
-use crate::exit;
+use super::target_options;
+use crate::args::TargetArgs;
+use crate::exit::CliError;
 
-pub(crate) async fn doctor_cmd(args: &TargetArgs) -> i32 {
+pub(crate) async fn doctor(args: &TargetArgs) -> Result<(), CliError> {
     println!("microseg {} doctor", env!("CARGO_PKG_VERSION"));
     match python::find_python() {
         Ok(p) => {
@@ -49,14 +50,8 @@ pub(crate) async fn doctor_cmd(args: &TargetArgs) -> i32 {
     for d in Divergence::ALL {
         println!("  {:<34} {}{}", d.id(), d.description(), if d.probed() { " [probed]" } else { "" });
     }
-    if args.target != "auto" {
-        let opts = match target_options(args) {
-            Ok(o) => o,
-            Err(e) => {
-                eprintln!("error: {}", e.0);
-                return exit::USAGE;
-            }
-        };
+    if args.target != TargetKind::Auto {
+        let opts = target_options(args);
         let started = Instant::now();
         match Target::start(&opts).await {
             Ok(t) => {
@@ -66,10 +61,11 @@ pub(crate) async fn doctor_cmd(args: &TargetArgs) -> i32 {
                 t.stop().await;
             }
             Err(e) => {
+                // Part of doctor's table, on stdout, rather than an error line.
                 println!("\n{} cannot serve: {e}", opts.kind);
-                return exit::TARGET_UNAVAILABLE;
+                return Err(CliError::TargetUnavailableShown);
             }
         }
     }
-    exit::PASS
+    Ok(())
 }

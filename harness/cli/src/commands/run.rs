@@ -1,27 +1,16 @@
-//! `microseg run`: build, check, tear down, prove nothing is left.
+//! `microseg run`: build a scenario, check it, tear it down, and prove nothing is left.
 
-use microseg_harness::run::{self, RunOptions, RunTarget};
+use microseg_harness::report;
+use microseg_harness::run::{self, RunError, RunOptions, RunTarget};
 
-use super::*;
-use crate::args::*;
-use crate::exit;
+use super::{count_resources, load_plan, progress, start_target, target_options};
+use crate::args::{Format, RunArgs};
+use crate::exit::CliError;
+use crate::terminal;
 
-pub(crate) async fn run_cmd(args: &RunArgs, quiet: bool) -> i32 {
-    // Everything the user gave is checked before any API call.
-    let plan = match load_plan(&args.spec) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::USAGE;
-        }
-    };
-    let (opts, fault) = match (target_options(&args.target), args.inject.as_deref().map(parse_inject).transpose()) {
-        (Ok(o), Ok(f)) => (o, f),
-        (Err(e), _) | (_, Err(e)) => {
-            eprintln!("error: {}", e.0);
-            return exit::USAGE;
-        }
-    };
+pub(crate) async fn run(args: &RunArgs, quiet: bool) -> Result<(), CliError> {
+    // Everything the user gave was checked (by clap, and the spec here) before any API call.
+    let plan = load_plan(&args.spec)?;
     if args.dry_run {
         println!("{}", serde_json::to_string_pretty(&plan).expect("plan serialises"));
         progress(
@@ -32,46 +21,42 @@ pub(crate) async fn run_cmd(args: &RunArgs, quiet: bool) -> i32 {
                 plan.scenario
             ),
         );
-        return exit::PASS;
+        return Ok(());
     }
-    let target = match start_target(&opts, quiet).await {
-        Ok(t) => t,
-        Err(code) => return code,
-    };
+    let target = start_target(&target_options(&args.target), quiet).await?;
     progress(quiet, format!("▸ building {} ({}), checking, tearing down…", plan.scenario, plan.variant));
     if !quiet {
-        crate::terminal::start_spinner("build");
+        terminal::start_spinner("build");
     }
-    let run_opts = RunOptions { keep: args.keep, fault, ..Default::default() };
+    let run_opts = RunOptions { keep: args.keep, fault: args.inject, ..Default::default() };
     let result = run::run(&plan, &RunTarget::from(&target), &run_opts).await;
-    crate::terminal::stop_spinner();
-    if let Some(log) = crate::terminal::log_file() {
+    terminal::stop_spinner();
+    if let Some(log) = terminal::log_file() {
         progress(quiet, format!("log: {}", log.display()));
     }
-    let code = match result {
-        Err(run::RunError::TeardownAbandoned { run_id }) => {
+    let result = match result {
+        Err(RunError::TeardownAbandoned { run_id }) => {
             eprintln!("second Ctrl-C: stopping now; finish with `microseg sweep --run-id {run_id}`");
             // At once, as a second Ctrl-C promises: no emulator shutdown and no waiting on
-            // the runtime here (the reaper's exit hook still stops what we started).
-            std::process::exit(exit::INTERRUPTED);
+            // the runtime (the reaper's exit hook still stops what we started).
+            std::process::exit(CliError::Interrupted.exit_code());
         }
+        Err(e) => Err(CliError::TargetUnavailable(e.to_string())),
         Ok(report) => {
             if let Some(path) = &args.report_json
-                && let Err(e) = std::fs::write(path, microseg_harness::report::json(&report))
+                && let Err(e) = std::fs::write(path, report::json(&report))
             {
+                // The report on stdout still comes; the exit code is the run's.
                 eprintln!("error: cannot write {}: {e}", path.display());
             }
             match args.format {
                 Format::Text => {
-                    print!("{}", microseg_harness::report::text_with(&report, crate::terminal::paint_status))
+                    print!("{}", report::text_with(&report, terminal::paint_status))
                 }
-                Format::Json => println!("{}", microseg_harness::report::json(&report)),
-                Format::Junit => println!("{}", microseg_harness::report::junit(&report.scenario, &report.checks)),
+                Format::Json => println!("{}", report::json(&report)),
+                Format::Junit => println!("{}", report::junit(&report.scenario, &report.checks)),
                 Format::Sarif => {
-                    println!(
-                        "{}",
-                        microseg_harness::report::sarif(&report.checks, &plan.spec_file.display().to_string())
-                    )
+                    println!("{}", report::sarif(&report.checks, &plan.spec_file.display().to_string()))
                 }
                 Format::Mermaid | Format::Html => {
                     // Drawn from what was observed before teardown.
@@ -90,26 +75,22 @@ pub(crate) async fn run_cmd(args: &RunArgs, quiet: bool) -> i32 {
                 }
                 Format::Markdown => print!(
                     "{}",
-                    microseg_harness::report::markdown(
+                    report::markdown(
                         &format!("microseg run {} · {} ({})", report.run_id, report.scenario, report.variant),
                         &report.checks,
                         report.reachability.as_ref().map(|r| &r.matrix)
                     )
                 ),
             }
-            report.exit_code()
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            exit::TARGET_UNAVAILABLE
+            CliError::from_verdict(report.verdict())
         }
     };
-    if args.keep && code == exit::PASS && target.endpoint.is_some() && !target.is_aws() {
+    if args.keep && result.is_ok() && target.endpoint.is_some() && !target.is_aws() {
         progress(
             quiet,
             "note: the emulator stops with this process; --keep is useful with --target endpoint=<url> or aws",
         );
     }
     target.stop().await;
-    code
+    result
 }

@@ -1,134 +1,85 @@
-//! `microseg validate` and `microseg report`: check or draw a deployment microseg did not build.
+//! `microseg validate` and `microseg report`: check, or draw, a deployment that microseg
+//! did not build: live by VPC id or tag, or from a snapshot file.
 
+use microseg_harness::aws::AwsError;
+use microseg_harness::discover::ZoneMapping;
+use microseg_harness::observe::{self, Observed};
 use microseg_harness::plan::Plan;
+use microseg_harness::validate::{self as gate, Snapshot, ValidateReport};
 
-use super::*;
-use crate::args::*;
-use crate::exit;
+use super::{existing_target, load_plan, start_target};
+use crate::args::{Format, ValidateArgs};
+use crate::exit::CliError;
 
-pub(crate) async fn validate_cmd(args: &ValidateArgs, default_format: Format, quiet: bool) -> i32 {
+/// `validate` (default format text) and `report` (default mermaid).
+pub(crate) async fn validate(args: &ValidateArgs, default_format: Format, quiet: bool) -> Result<(), CliError> {
     let format = args.format.unwrap_or(default_format);
-    let usage = |e: UsageError| {
-        eprintln!("error: {}", e.0);
-        exit::USAGE
-    };
-    let plan = match load_plan(&args.spec) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::USAGE;
-        }
-    };
-    let mut mapping = microseg_harness::discover::ZoneMapping::default();
+    let plan = load_plan(&args.spec)?;
+    let mut mapping = ZoneMapping::default();
     for z in &args.zone_tag {
-        match split_pair("--zone-tag", z) {
-            Ok((zone, tag)) if plan.zone(zone).is_some() => {
-                mapping.by_tag.insert(zone.to_string(), tag.to_string());
-            }
-            Ok((zone, _)) => return usage(UsageError(format!("--zone-tag {z:?}: the scenario has no zone {zone:?}"))),
-            Err(e) => return usage(e),
+        if plan.zone(&z.key).is_none() {
+            let given = format!("{}={}", z.key, z.value);
+            return Err(CliError::Usage(format!("--zone-tag {given:?}: the scenario has no zone {:?}", z.key)));
         }
+        mapping.by_tag.insert(z.key.clone(), z.value.clone());
     }
-    let tag = match args.tag.as_deref().map(|t| split_pair("--tag", t)).transpose() {
-        Ok(t) => t,
-        Err(e) => return usage(e),
-    };
 
     if let Some(path) = &args.from_snapshot {
-        let snap = match microseg_harness::validate::Snapshot::read(path) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return exit::USAGE;
-            }
-        };
+        let snap = Snapshot::read(path).map_err(|e| CliError::Spec(e.to_string()))?;
         let source = format!("snapshot {} (read from {})", path.display(), snap.target);
-        let report = microseg_harness::validate::validate(&plan, &snap.observed, &mapping, &snap.capabilities, source);
+        let report = gate::validate(&plan, &snap.observed, &mapping, &snap.capabilities, source);
         return print_validate(&report, format, &plan, &snap.observed);
     }
 
-    let opts = match existing_target(&args.target) {
-        Ok(o) => o,
-        Err(e) => return usage(e),
-    };
-    let target = match start_target(&opts, quiet).await {
-        Ok(t) => t,
-        Err(code) => return code,
-    };
-    let clients = target.clients();
-    let vpc_ids = match (&args.vpc_id, tag) {
-        (Some(v), _) => Ok(vec![v.clone()]),
-        (None, Some((k, v))) => microseg_harness::validate::vpc_by_tag(&clients, k, v).await,
-        (None, None) => Ok(vec![]),
-    };
-    let code = match vpc_ids {
-        Err(e) => {
-            eprintln!("error: {e}");
-            exit::TARGET_UNAVAILABLE
-        }
-        Ok(_) if args.expect_gone => {
+    let opts = existing_target(&args.target)?;
+    let target = start_target(&opts, quiet).await?;
+    let result = async {
+        let clients = target.clients();
+        let unavailable = |e: AwsError| CliError::TargetUnavailable(e.to_string());
+        let tag = args.tag.as_ref().map(|t| (t.key.as_str(), t.value.as_str()));
+        let ids = match (&args.vpc_id, tag) {
+            (Some(v), _) => vec![v.clone()],
+            (None, Some((k, v))) => gate::vpc_by_tag(&clients, k, v).await.map_err(unavailable)?,
+            (None, None) => vec![],
+        };
+        if args.expect_gone {
             let left = match (&args.vpc_id, tag) {
-                (Some(v), _) => microseg_harness::validate::leftovers_in_vpc(&clients, v).await,
-                (None, Some((k, v))) => microseg_harness::validate::leftovers_by_tag(&clients, k, v).await,
+                (Some(v), _) => gate::leftovers_in_vpc(&clients, v).await,
+                (None, Some((k, v))) => gate::leftovers_by_tag(&clients, k, v).await,
                 (None, None) => Ok(vec![]),
-            };
-            let left = left.map(|l| microseg_harness::validate::split_emulator_orphans(l, &target.capabilities));
-            if let Ok((_, orphans)) = &left {
-                for o in orphans {
-                    println!(
-                        "not counted: {o}: orphaned by the emulator's DeleteVpc (divergence delete-vpc-orphans-dependents)"
-                    );
-                }
             }
-            match left.map(|(real, _)| real) {
-                Ok(left) if left.is_empty() => {
-                    println!("expect-gone: PASS, nothing of the deployment remains");
-                    exit::PASS
-                }
-                Ok(left) => {
-                    println!("expect-gone: FAIL, {} resource(s) remain:", left.len());
-                    for l in left {
-                        println!("  {l}");
-                    }
-                    exit::FINDINGS
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    exit::TARGET_UNAVAILABLE
-                }
-            }
-        }
-        Ok(ids) if ids.len() != 1 => {
-            eprintln!("error: expected exactly one VPC, found {}: {}", ids.len(), ids.join(", "));
-            exit::USAGE
-        }
-        Ok(ids) => match microseg_harness::observe::read_live(&clients, &ids[0]).await {
-            Ok(observed) => {
-                let report = microseg_harness::validate::validate(
-                    &plan,
-                    &observed,
-                    &mapping,
-                    &target.capabilities,
-                    format!("{} on {}", ids[0], target.description),
+            .map_err(unavailable)?;
+            let (left, orphans) = gate::split_emulator_orphans(left, &target.capabilities);
+            for o in orphans {
+                println!(
+                    "not counted: {o}: orphaned by the emulator's DeleteVpc (divergence delete-vpc-orphans-dependents)"
                 );
-                print_validate(&report, format, &plan, &observed)
             }
-            Err(e) => {
-                eprintln!("error: {e}");
-                exit::TARGET_UNAVAILABLE
+            if left.is_empty() {
+                println!("expect-gone: PASS, nothing of the deployment remains");
+                return Ok(());
             }
-        },
-    };
+            println!("expect-gone: FAIL, {} resource(s) remain:", left.len());
+            for l in left {
+                println!("  {l}");
+            }
+            return Err(CliError::Findings);
+        }
+        let [id] = ids.as_slice() else {
+            return Err(CliError::Usage(format!("expected exactly one VPC, found {}: {}", ids.len(), ids.join(", "))));
+        };
+        let observed =
+            observe::read_live(&clients, id).await.map_err(|e| CliError::TargetUnavailable(e.to_string()))?;
+        let report =
+            gate::validate(&plan, &observed, &mapping, &target.capabilities, format!("{id} on {}", target.description));
+        print_validate(&report, format, &plan, &observed)
+    }
+    .await;
     target.stop().await;
-    code
+    result
 }
 
-pub(crate) fn print_validate(
-    report: &microseg_harness::validate::ValidateReport,
-    format: Format,
-    plan: &Plan,
-    observed: &microseg_harness::observe::Observed,
-) -> i32 {
+fn print_validate(report: &ValidateReport, format: Format, plan: &Plan, observed: &Observed) -> Result<(), CliError> {
     let title = format!("microseg validate · {} · {}", report.scenario, report.source);
     match format {
         Format::Sarif => {
@@ -156,5 +107,5 @@ pub(crate) fn print_validate(
             )
         ),
     }
-    report.exit_code()
+    CliError::from_verdict(report.verdict())
 }
