@@ -10,6 +10,8 @@ use microseg_harness::build::{Fault, Wave};
 use microseg_harness::run_id::RunId;
 use microseg_harness::target::TargetKind;
 
+use crate::render::Format;
+
 /// microseg: build, validate and tear down AWS micro-segmentation scenarios.
 #[derive(Debug, Parser)]
 #[command(name = "microseg", version, about, long_about = None)]
@@ -170,25 +172,6 @@ pub struct TargetArgs {
     /// Account id the aws target may touch; repeatable. Required for --target aws.
     #[arg(long = "allow-account", value_name = "ACCOUNT_ID", value_parser = account_id)]
     pub allow_account: Vec<String>,
-}
-
-/// Report formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// A table and a verdict.
-    Text,
-    /// The versioned JSON report.
-    Json,
-    /// JUnit XML, one test case per check.
-    Junit,
-    /// Markdown for a CI job summary.
-    Markdown,
-    /// The deployed topology and the traffic between zones as a Mermaid graph.
-    Mermaid,
-    /// One self-contained HTML page: checks, topology, zone matrix.
-    Html,
-    /// SARIF 2.1.0 for code scanning.
-    Sarif,
 }
 
 /// `run` arguments.

@@ -8,6 +8,7 @@
 pub mod args;
 mod commands;
 pub mod exit;
+pub mod render;
 pub mod terminal;
 
 use std::process::ExitCode;

@@ -16,8 +16,9 @@ use microseg_harness::plan::Plan;
 use microseg_harness::spec;
 use microseg_harness::target::{Target, TargetKind, TargetOptions};
 
-use crate::args::{Cli, Command, Format, SpecArgs, TargetArgs, Variant};
+use crate::args::{Cli, Command, SpecArgs, TargetArgs, Variant};
 use crate::exit::CliError;
+use crate::render::{Format, Report};
 
 /// Runs a parsed command line.
 pub(crate) async fn dispatch(cli: Cli) -> Result<(), CliError> {
@@ -97,4 +98,11 @@ fn existing_target(args: &TargetArgs) -> Result<TargetOptions, CliError> {
             args.target
         ))),
     }
+}
+
+/// Prints a run's or a validation's report in `format` on stdout; its verdict is the
+/// command's result.
+fn print_report(report: Report<'_>, format: Format) -> Result<(), CliError> {
+    print!("{}", report.render(format));
+    CliError::from_verdict(report.verdict())
 }

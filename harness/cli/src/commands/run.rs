@@ -3,9 +3,10 @@
 use microseg_harness::report;
 use microseg_harness::run::{self, RunError, RunOptions, RunTarget};
 
-use super::{count_resources, load_plan, progress, start_target, target_options};
-use crate::args::{Format, RunArgs};
+use super::{count_resources, load_plan, print_report, progress, start_target, target_options};
+use crate::args::RunArgs;
 use crate::exit::CliError;
+use crate::render::Report;
 use crate::terminal;
 
 pub(crate) async fn run(args: &RunArgs, quiet: bool) -> Result<(), CliError> {
@@ -49,40 +50,7 @@ pub(crate) async fn run(args: &RunArgs, quiet: bool) -> Result<(), CliError> {
                 // The report on stdout still comes; the exit code is the run's.
                 eprintln!("error: cannot write {}: {e}", path.display());
             }
-            match args.format {
-                Format::Text => {
-                    print!("{}", report::text_with(&report, terminal::paint_status))
-                }
-                Format::Json => println!("{}", report::json(&report)),
-                Format::Junit => println!("{}", report::junit(&report.scenario, &report.checks)),
-                Format::Sarif => {
-                    println!("{}", report::sarif(&report.checks, &plan.spec_file.display().to_string()))
-                }
-                Format::Mermaid | Format::Html => {
-                    // Drawn from what was observed before teardown.
-                    let observed = report.observed.clone().unwrap_or_default();
-                    let t = microseg_harness::topology::topology(&plan, &observed, &report.bindings);
-                    if args.format == Format::Mermaid {
-                        print!("{}", microseg_harness::topology::mermaid(&t, report.reachability.as_ref()));
-                    } else {
-                        let title =
-                            format!("microseg run {} · {} ({})", report.run_id, report.scenario, report.variant);
-                        print!(
-                            "{}",
-                            microseg_harness::topology::html(&title, &t, report.reachability.as_ref(), &report.checks)
-                        );
-                    }
-                }
-                Format::Markdown => print!(
-                    "{}",
-                    report::markdown(
-                        &format!("microseg run {} · {} ({})", report.run_id, report.scenario, report.variant),
-                        &report.checks,
-                        report.reachability.as_ref().map(|r| &r.matrix)
-                    )
-                ),
-            }
-            CliError::from_verdict(report.verdict())
+            print_report(Report::Run { report: &report, plan: &plan }, args.format)
         }
     };
     if args.keep && result.is_ok() && target.endpoint.is_some() && !target.is_aws() {

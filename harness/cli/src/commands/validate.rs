@@ -3,13 +3,13 @@
 
 use microseg_harness::aws::AwsError;
 use microseg_harness::discover::ZoneMapping;
-use microseg_harness::observe::{self, Observed};
-use microseg_harness::plan::Plan;
-use microseg_harness::validate::{self as gate, Snapshot, ValidateReport};
+use microseg_harness::observe;
+use microseg_harness::validate::{self as gate, Snapshot};
 
-use super::{existing_target, load_plan, start_target};
-use crate::args::{Format, ValidateArgs};
+use super::{existing_target, load_plan, print_report, start_target};
+use crate::args::ValidateArgs;
 use crate::exit::CliError;
+use crate::render::{Format, Report};
 
 /// `validate` (default format text) and `report` (default mermaid).
 pub(crate) async fn validate(args: &ValidateArgs, default_format: Format, quiet: bool) -> Result<(), CliError> {
@@ -28,7 +28,7 @@ pub(crate) async fn validate(args: &ValidateArgs, default_format: Format, quiet:
         let snap = Snapshot::read(path).map_err(|e| CliError::Spec(e.to_string()))?;
         let source = format!("snapshot {} (read from {})", path.display(), snap.target);
         let report = gate::validate(&plan, &snap.observed, &mapping, &snap.capabilities, source);
-        return print_validate(&report, format, &plan, &snap.observed);
+        return print_report(Report::Validate { report: &report, plan: &plan, observed: &snap.observed }, format);
     }
 
     let opts = existing_target(&args.target)?;
@@ -72,40 +72,9 @@ pub(crate) async fn validate(args: &ValidateArgs, default_format: Format, quiet:
             observe::read_live(&clients, id).await.map_err(|e| CliError::TargetUnavailable(e.to_string()))?;
         let report =
             gate::validate(&plan, &observed, &mapping, &target.capabilities, format!("{id} on {}", target.description));
-        print_validate(&report, format, &plan, &observed)
+        print_report(Report::Validate { report: &report, plan: &plan, observed: &observed }, format)
     }
     .await;
     target.stop().await;
     result
-}
-
-fn print_validate(report: &ValidateReport, format: Format, plan: &Plan, observed: &Observed) -> Result<(), CliError> {
-    let title = format!("microseg validate · {} · {}", report.scenario, report.source);
-    match format {
-        Format::Sarif => {
-            println!("{}", microseg_harness::report::sarif(&report.checks, &plan.spec_file.display().to_string()))
-        }
-        Format::Mermaid => {
-            let t = microseg_harness::topology::topology(plan, observed, &report.bindings);
-            print!("{}", microseg_harness::topology::mermaid(&t, report.reachability.as_ref()));
-        }
-        Format::Html => {
-            let t = microseg_harness::topology::topology(plan, observed, &report.bindings);
-            print!("{}", microseg_harness::topology::html(&title, &t, report.reachability.as_ref(), &report.checks));
-        }
-        Format::Text => {
-            print!("{}", microseg_harness::report::validate_text_with(report, crate::terminal::paint_status))
-        }
-        Format::Json => println!("{}", microseg_harness::report::validate_json(report)),
-        Format::Junit => println!("{}", microseg_harness::report::junit(&report.scenario, &report.checks)),
-        Format::Markdown => print!(
-            "{}",
-            microseg_harness::report::markdown(
-                &format!("microseg validate · {} · {}", report.scenario, report.source),
-                &report.checks,
-                report.reachability.as_ref().map(|r| &r.matrix)
-            )
-        ),
-    }
-    CliError::from_verdict(report.verdict())
 }
