@@ -1,7 +1,6 @@
-//! The `microseg` binary: a thin shell over `microseg_harness::cli`.
+//! The `microseg` binary: a shim over `microseg_cli`, compiled by the root package so
+//! that the integration suites get `CARGO_BIN_EXE_microseg` (root Cargo.toml).
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    let code = microseg_harness::cli::main().await;
-    std::process::ExitCode::from(u8::try_from(code).unwrap_or(1))
+fn main() -> std::process::ExitCode {
+    microseg_cli::main()
 }

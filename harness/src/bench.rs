@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::plan::Plan;
-use crate::run::{self, RunOptions, RunReport};
+use crate::run::{self, RunOptions, RunReport, RunTarget};
 use crate::target::{Target, TargetKind, TargetOptions, python};
+use crate::verdict::Verdict;
 
 /// The ```bash blocks of the sections of a Markdown document whose `## ` heading starts
 /// with one of `sections`, in order: how a recipe's own script is lifted out of it.
@@ -248,22 +249,14 @@ pub async fn bench(plan: &Plan, planned_resources: usize, opts: &BenchOptions) -
     let started = Instant::now();
     let target = Target::start(&TargetOptions::new(TargetKind::LocalStackHost)).await.map_err(|e| e.to_string())?;
     starts.insert(0, StartTime { what: "localstack-host, warm".into(), seconds: Ok(started.elapsed().as_secs_f64()) });
-    let clients = target.clients();
 
     let mut reports = Vec::new();
     for _ in 0..opts.runs.max(1) {
-        let report = run::run(
-            plan,
-            &clients,
-            &target.description,
-            target.endpoint.clone(),
-            &target.capabilities,
-            target.account_id.clone(),
-            &RunOptions { no_signal_handler: true, ..Default::default() },
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        if report.exit_code() != 0 {
+        let report =
+            run::run(plan, &RunTarget::from(&target), &RunOptions { no_signal_handler: true, ..Default::default() })
+                .await
+                .map_err(|e| e.to_string())?;
+        if report.verdict() != Verdict::Pass {
             target.stop().await;
             return Err(format!(
                 "run {} did not pass (exit {}); no timing of a failing run",

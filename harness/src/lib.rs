@@ -31,12 +31,10 @@ pub mod bindings;
 pub mod build;
 pub mod capabilities;
 pub mod checks;
-pub mod cli;
 pub mod deployment;
 pub mod discover;
 pub mod emulator;
 mod error;
-pub mod exit;
 pub mod findings;
 pub mod gate;
 pub mod inventory;
@@ -52,11 +50,11 @@ pub mod spec;
 pub mod sweep;
 pub mod target;
 pub mod teardown;
-pub mod terminal;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod topology;
 pub mod validate;
+pub mod verdict;
 
 pub use deployment::{Deployment, Teardown};
 pub use emulator::{Emulator, EmulatorKind};

@@ -13,6 +13,7 @@ use crate::checks::{CheckResult, Status};
 use crate::run::{Interruption, RunReport};
 use crate::teardown::Outcome;
 use crate::validate::ValidateReport;
+use crate::verdict::Verdict;
 
 /// Version of the JSON report's schema.
 pub const REPORT_SCHEMA_VERSION: u32 = 1;
@@ -51,8 +52,22 @@ fn status_word(s: Status) -> &'static str {
     }
 }
 
+/// Draws a check's status word, already padded to its column: the command line colours
+/// it at a terminal, the engine leaves it plain (it has no terminal code).
+pub type Paint = fn(Status, String) -> String;
+
+/// The [`Paint`] that leaves status words as they are.
+pub fn plain(_: Status, word: String) -> String {
+    word
+}
+
 /// The table of checks and the findings under it, shared by `run` and `validate`.
 pub fn checks_table(checks: &[CheckResult]) -> String {
+    checks_table_with(checks, plain)
+}
+
+/// [`checks_table`] with status words drawn by `paint`.
+pub fn checks_table_with(checks: &[CheckResult], paint: Paint) -> String {
     let mut out = String::new();
     let width = checks.iter().map(|c| c.id.len()).max().unwrap_or(5).max(5);
     let _ = writeln!(out, "\n{:<width$}  {:<10}  DETAIL", "CHECK", "STATUS");
@@ -64,14 +79,8 @@ pub fn checks_table(checks: &[CheckResult]) -> String {
             }
             _ => c.note.clone(),
         };
-        // Padded before colouring: escape codes would upset the column widths.
-        let word = format!("{:<10}", status_word(c.status));
-        let word = match c.status {
-            Status::Pass => console::style(word).green(),
-            Status::Fail => console::style(word).red().bold(),
-            Status::Divergence => console::style(word).yellow(),
-            Status::Skipped => console::style(word).dim(),
-        };
+        // Padded before painting: escape codes would upset the column widths.
+        let word = paint(c.status, format!("{:<10}", status_word(c.status)));
         let _ = writeln!(out, "{:<width$}  {word}  {}", c.id, detail);
     }
     let findings: Vec<_> = checks.iter().flat_map(|c| c.findings.iter().map(move |f| (c, f))).collect();
@@ -105,18 +114,23 @@ fn tally(checks: &[CheckResult]) -> String {
 
 /// The gate's verdict as text.
 pub fn validate_text(report: &ValidateReport) -> String {
+    validate_text_with(report, plain)
+}
+
+/// [`validate_text`] with status words drawn by `paint`.
+pub fn validate_text_with(report: &ValidateReport, paint: Paint) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "microseg validate · scenario {} ({}) · {}", report.scenario, report.variant, report.source);
     if !report.capabilities.divergences.is_empty() {
         let ids: Vec<&str> = report.capabilities.divergences.iter().map(|d| d.id()).collect();
         let _ = writeln!(out, "target divergences from AWS: {}", ids.join(", "));
     }
-    out.push_str(&checks_table(&report.checks));
+    out.push_str(&checks_table_with(&report.checks, paint));
     if let Some(r) = &report.reachability {
         out.push('\n');
         out.push_str(&crate::reach::matrix_text(&r.matrix));
     }
-    let verdict = if report.exit_code() == 0 { "PASS" } else { "FAIL" };
+    let verdict = if report.verdict() == Verdict::Pass { "PASS" } else { "FAIL" };
     let _ = writeln!(out, "verdict: {verdict} ({})", tally(&report.checks));
     out
 }
@@ -134,6 +148,11 @@ pub fn validate_json(report: &ValidateReport) -> String {
 
 /// The run as a table and a verdict, for terminals and logs.
 pub fn text(report: &RunReport) -> String {
+    text_with(report, plain)
+}
+
+/// [`text`] with status words drawn by `paint`.
+pub fn text_with(report: &RunReport, paint: Paint) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -151,7 +170,7 @@ pub fn text(report: &RunReport) -> String {
             Interruption::CtrlC => writeln!(out, "\nrun interrupted by Ctrl-C"),
         };
     }
-    out.push_str(&checks_table(&report.checks));
+    out.push_str(&checks_table_with(&report.checks, paint));
     if let Some(r) = &report.reachability {
         out.push('\n');
         out.push_str(&crate::reach::matrix_text(&r.matrix));
@@ -186,11 +205,11 @@ pub fn text(report: &RunReport) -> String {
             report.run_id
         );
     }
-    let verdict = match report.exit_code() {
-        0 => "PASS",
-        130 => "INTERRUPTED",
-        4 => "FAIL (teardown incomplete)",
-        _ => "FAIL",
+    let verdict = match report.verdict() {
+        Verdict::Pass => "PASS",
+        Verdict::Interrupted => "INTERRUPTED",
+        Verdict::TeardownIncomplete => "FAIL (teardown incomplete)",
+        Verdict::Findings => "FAIL",
     };
     let _ = writeln!(out, "verdict: {verdict} ({})", tally(&report.checks));
     out

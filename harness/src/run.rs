@@ -17,13 +17,19 @@ use crate::bindings::Bindings;
 use crate::build::{self, BuildContext, BuildError, Fault};
 use crate::capabilities::Capabilities;
 use crate::checks::{self, CheckResult, Status};
-use crate::exit;
 use crate::inventory::{self, Scope};
 use crate::ledger::{self, Ledger};
 use crate::observe::{self, Observed};
 use crate::plan::Plan;
 use crate::run_id::RunId;
+use crate::target::Target;
 use crate::teardown::{self, Backoff, TeardownReport};
+use crate::verdict::Verdict;
+
+/// Tracing target of the "a phase starts" events (field `phase`: `build`, `observe`,
+/// `checks`, `teardown`, `inventory`). A front end that shows progress listens for it;
+/// the engine draws nothing itself.
+pub const PHASE_TARGET: &str = "microseg::phase";
 
 /// How to run.
 #[derive(Debug, Clone, Default)]
@@ -36,6 +42,43 @@ pub struct RunOptions {
     pub ledger_dir: Option<std::path::PathBuf>,
     /// Ignore Ctrl-C (tests run many runs in one process).
     pub no_signal_handler: bool,
+}
+
+/// Where a run happens: the clients it calls through, and what the ledger and the
+/// report record about the target they reach.
+#[derive(Debug, Clone)]
+pub struct RunTarget {
+    /// Clients of the target; the report counts the calls they send.
+    pub clients: Clients,
+    /// One line on the target, for the ledger and the report.
+    pub description: String,
+    /// The emulator's endpoint, recorded in the ledger so `sweep` can find it again.
+    pub endpoint: Option<String>,
+    /// What the target cannot do as AWS does.
+    pub capabilities: Capabilities,
+    /// The account, if known; otherwise the run asks STS.
+    pub account_id: Option<String>,
+}
+
+impl RunTarget {
+    /// A target reached through `clients`, with no endpoint to record; the run asks STS
+    /// for the account.
+    pub fn new(clients: Clients, description: impl Into<String>, capabilities: Capabilities) -> RunTarget {
+        RunTarget { clients, description: description.into(), endpoint: None, capabilities, account_id: None }
+    }
+}
+
+impl From<&Target> for RunTarget {
+    /// A started target, with fresh clients (and so a fresh call count).
+    fn from(target: &Target) -> RunTarget {
+        RunTarget {
+            clients: target.clients(),
+            description: target.description.clone(),
+            endpoint: target.endpoint.clone(),
+            capabilities: target.capabilities.clone(),
+            account_id: target.account_id.clone(),
+        }
+    }
 }
 
 /// Wall time and API calls of one phase.
@@ -61,7 +104,7 @@ struct PhaseClock {
 
 impl PhaseClock {
     fn start(name: &'static str, clients: &Clients) -> PhaseClock {
-        tracing::info!(target: crate::terminal::PHASE_TARGET, phase = name, "phase starts");
+        tracing::info!(target: PHASE_TARGET, phase = name, "phase starts");
         PhaseClock { name, started: Instant::now(), before: clients.calls.snapshot() }
     }
 
@@ -138,18 +181,23 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    /// The process exit code this run deserves.
-    pub fn exit_code(&self) -> i32 {
+    /// What this run concluded.
+    pub fn verdict(&self) -> Verdict {
         if matches!(self.interruption, Some(Interruption::CtrlC)) {
-            return exit::INTERRUPTED;
+            return Verdict::Interrupted;
         }
         if !self.leftovers.is_empty() {
-            return exit::TEARDOWN_INCOMPLETE;
+            return Verdict::TeardownIncomplete;
         }
         if self.interruption.is_some() || self.checks.iter().any(|c| c.status == Status::Fail) {
-            return exit::FINDINGS;
+            return Verdict::Findings;
         }
-        exit::PASS
+        Verdict::Pass
+    }
+
+    /// The process exit code this run deserves ([`Verdict::exit_code`]).
+    pub fn exit_code(&self) -> i32 {
+        self.verdict().exit_code()
     }
 }
 
@@ -163,6 +211,13 @@ pub enum RunError {
     /// The account id could not be read.
     #[error(transparent)]
     Aws(#[from] crate::aws::AwsError),
+    /// A second Ctrl-C came during teardown: the run stopped without finishing it. The
+    /// ledger stays on disk, unfinished, for `sweep`. A command line exits at once.
+    #[error("second Ctrl-C: teardown abandoned; finish with `microseg sweep --run-id {run_id}`")]
+    TeardownAbandoned {
+        /// The run whose resources may remain.
+        run_id: RunId,
+    },
 }
 
 /// Tears a run down when dropped while armed: the last line of defence when the run
@@ -217,17 +272,10 @@ impl Drop for TeardownGuard {
     }
 }
 
-/// Runs a planned scenario on clients of a started target.
-pub async fn run(
-    plan: &Plan,
-    clients: &Clients,
-    target_description: &str,
-    endpoint: Option<String>,
-    caps: &Capabilities,
-    account_id: Option<String>,
-    opts: &RunOptions,
-) -> Result<RunReport, RunError> {
-    let account_id = match account_id {
+/// Runs a planned scenario on a target: build, observe, check, tear down, inventory.
+pub async fn run(plan: &Plan, target: &RunTarget, opts: &RunOptions) -> Result<RunReport, RunError> {
+    let RunTarget { clients, description: target_description, endpoint, capabilities: caps, account_id } = target;
+    let account_id = match account_id.clone() {
         Some(a) => a,
         None => clients
             .sts
@@ -241,7 +289,7 @@ pub async fn run(
     };
     let run_id = RunId::generate();
     let dir = opts.ledger_dir.clone().unwrap_or_else(ledger::runs_dir);
-    let ledger = Ledger::create(&dir, &run_id, &plan.scenario, target_description, endpoint, &clients.region)?;
+    let ledger = Ledger::create(&dir, &run_id, &plan.scenario, target_description, endpoint.clone(), &clients.region)?;
     let mut guard = TeardownGuard::new(clients.clone(), run_id.clone());
     let mut report = RunReport {
         run_id: run_id.clone(),
@@ -306,8 +354,10 @@ pub async fn run(
         tokio::select! {
             r = teardown => r,
             _ = tokio::signal::ctrl_c() => {
-                eprintln!("second Ctrl-C: stopping now; finish with `microseg sweep --run-id {run_id}`");
-                std::process::exit(exit::INTERRUPTED);
+                // The user wants out now: no guard tearing down on drop either. What stays
+                // is in the ledger and the tags.
+                guard.disarm();
+                return Err(RunError::TeardownAbandoned { run_id });
             }
         }
     };

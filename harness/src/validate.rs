@@ -16,9 +16,9 @@ use crate::bindings::Bindings;
 use crate::capabilities::Capabilities;
 use crate::checks::{self, CheckResult, Status};
 use crate::discover::{self, ZoneMapping};
-use crate::exit;
 use crate::observe::Observed;
 use crate::plan::Plan;
+use crate::verdict::Verdict;
 
 /// Version of the snapshot file.
 pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
@@ -99,9 +99,14 @@ pub struct ValidateReport {
 }
 
 impl ValidateReport {
-    /// 0 when every check passes or is a named divergence, 1 on findings.
+    /// Pass when every check passes or is a named divergence, findings otherwise.
+    pub fn verdict(&self) -> Verdict {
+        if self.checks.iter().any(|c| c.status == Status::Fail) { Verdict::Findings } else { Verdict::Pass }
+    }
+
+    /// The process exit code this validation deserves ([`Verdict::exit_code`]).
     pub fn exit_code(&self) -> i32 {
-        if self.checks.iter().any(|c| c.status == Status::Fail) { exit::FINDINGS } else { exit::PASS }
+        self.verdict().exit_code()
     }
 }
 

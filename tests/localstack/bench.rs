@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use microseg_harness::exit;
+use microseg_cli::exit;
 
 #[test]
 fn bench_reports_every_phase_within_ten_percent_of_the_call_floor() {

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use microseg_harness::exit;
+use microseg_cli::exit;
 use microseg_harness::target::python;
 
 use crate::support::{microseg_on_shared, shared_endpoint};

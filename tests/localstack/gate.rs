@@ -3,7 +3,7 @@
 
 use std::process::{Command, Output};
 
-use microseg_harness::exit;
+use microseg_cli::exit;
 use microseg_harness::sweep::{self, Selection};
 
 use crate::support::{kept_recipe_run, microseg_on_shared, text};

@@ -11,8 +11,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use microseg_cli::exit;
 use microseg_harness::checks::without_ids;
-use microseg_harness::exit;
 use microseg_harness::target::python;
 
 use crate::support::{microseg_on_shared, shared_endpoint};

@@ -1,9 +1,9 @@
 //! The recipe end to end on LocalStack, and teardown whatever happens.
 
+use microseg_cli::exit;
 use microseg_harness::build::{Fault, Wave};
 use microseg_harness::checks::Status;
-use microseg_harness::exit;
-use microseg_harness::run::{self, Interruption, RunOptions};
+use microseg_harness::run::{self, Interruption, RunOptions, RunTarget};
 use microseg_harness::sweep::{self, Selection};
 
 use crate::support::{
@@ -16,7 +16,7 @@ async fn recipe_builds_checks_and_tears_down_to_an_empty_inventory() {
     let (clients, caps, desc) = shared().await;
     let dir = ledger_dir();
     let opts = RunOptions { ledger_dir: Some(dir.path().into()), no_signal_handler: true, ..Default::default() };
-    let report = run::run(&recipe(), &clients, &desc, None, &caps, None, &opts).await.unwrap();
+    let report = run::run(&recipe(), &RunTarget::new(clients.clone(), &desc, caps.clone()), &opts).await.unwrap();
     assert_eq!(report.interruption, None);
     for c in &report.checks {
         assert!(
@@ -54,7 +54,8 @@ async fn a_panic_or_error_at_any_wave_leaves_an_empty_inventory() {
                 fault: Some(fault),
                 ..Default::default()
             };
-            let report = run::run(&recipe(), &clients, &desc, None, &caps, None, &opts).await.unwrap();
+            let report =
+                run::run(&recipe(), &RunTarget::new(clients.clone(), &desc, caps.clone()), &opts).await.unwrap();
             match (&fault, &report.interruption) {
                 (Fault::PanicAfter(_), Some(Interruption::Panic(m))) => assert!(m.contains("injected panic"), "{m}"),
                 (Fault::ErrorAfter(_), Some(Interruption::Error(m))) => assert!(m.contains("injected failure"), "{m}"),
@@ -75,7 +76,7 @@ async fn keep_then_sweep_leaves_an_empty_inventory() {
     let dir = ledger_dir();
     let opts =
         RunOptions { keep: true, ledger_dir: Some(dir.path().into()), no_signal_handler: true, ..Default::default() };
-    let report = run::run(&recipe(), &clients, &desc, None, &caps, None, &opts).await.unwrap();
+    let report = run::run(&recipe(), &RunTarget::new(clients.clone(), &desc, caps.clone()), &opts).await.unwrap();
     assert!(report.kept);
     let kept = inventory_of(&clients, &report.run_id).await;
     assert!(kept.len() >= 20, "the deployment is still there: {}", kept.len());
@@ -321,7 +322,7 @@ async fn eight_concurrent_runs_pass_and_leave_nothing() {
     let runs = futures::future::join_all((0..8).map(|_| {
         let opts = RunOptions { ledger_dir: Some(dir.path().into()), no_signal_handler: true, ..Default::default() };
         let (clients, caps, desc, plan) = (clients.clone(), caps.clone(), desc.clone(), plan.clone());
-        async move { run::run(&plan, &clients, &desc, None, &caps, None, &opts).await.unwrap() }
+        async move { run::run(&plan, &RunTarget::new(clients, desc, caps), &opts).await.unwrap() }
     }))
     .await;
     eprintln!("eight concurrent runs took {:.1?}", started.elapsed());

@@ -4,8 +4,8 @@
 
 use std::process::Output;
 
+use microseg_cli::exit;
 use microseg_harness::checks::Status;
-use microseg_harness::exit;
 use microseg_harness::run_id::RunId;
 use microseg_harness::sweep::{self, Selection};
 use rstest::rstest;
@@ -180,7 +180,7 @@ async fn scenario_runs_passes_the_gate_catches_a_break_and_sweeps_to_nothing(
 async fn eight_runs_of_four_designs_at_once_keep_apart_and_leave_nothing() {
     let _t = crate::support::timer();
     use microseg_harness::plan::Plan;
-    use microseg_harness::run::{self, RunOptions};
+    use microseg_harness::run::{self, RunOptions, RunTarget};
 
     let (clients, caps, desc) = on(Group::Nat).await;
     let dir = tempfile::tempdir().unwrap();
@@ -197,7 +197,7 @@ async fn eight_runs_of_four_designs_at_once_keep_apart_and_leave_nothing() {
     let runs = futures::future::join_all(plans.iter().map(|plan| {
         let opts = RunOptions { ledger_dir: Some(dir.path().into()), no_signal_handler: true, ..Default::default() };
         let (clients, caps, desc) = (clients.clone(), caps.clone(), desc.clone());
-        async move { run::run(plan, &clients, &desc, None, &caps, None, &opts).await.unwrap() }
+        async move { run::run(plan, &RunTarget::new(clients, desc, caps), &opts).await.unwrap() }
     }))
     .await;
     eprintln!("eight runs of four designs took {:.1?}", started.elapsed());

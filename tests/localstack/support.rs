@@ -234,7 +234,13 @@ pub async fn kept_recipe_run() -> (Clients, Capabilities, microseg_harness::run:
         no_signal_handler: true,
         ..Default::default()
     };
-    let report = microseg_harness::run::run(&recipe(), &clients, &desc, None, &caps, None, &opts).await.unwrap();
+    let report = microseg_harness::run::run(
+        &recipe(),
+        &microseg_harness::run::RunTarget::new(clients.clone(), &desc, caps.clone()),
+        &opts,
+    )
+    .await
+    .unwrap();
     assert!(report.kept);
     (clients, caps, report)
 }

@@ -43,7 +43,7 @@ fn a_listen_address_that_is_not_an_ip_is_refused_before_anything_starts() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(microseg_harness::exit::TARGET_UNAVAILABLE), "{stderr}");
+    assert_eq!(out.status.code(), Some(microseg_cli::exit::TARGET_UNAVAILABLE), "{stderr}");
     assert!(stderr.contains("MICROSEG_LISTEN_ADDRESS=\"localhost:4566\" is not an IP address"), "{stderr}");
 }
 

@@ -1,7 +1,7 @@
 //! What a run leaves for people: a log file per invocation with every phase, plain text
 //! (no colour codes) when nobody is at a terminal.
 
-use microseg_harness::exit;
+use microseg_cli::exit;
 
 use crate::support::microseg_on_shared;
 

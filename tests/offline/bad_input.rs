@@ -5,7 +5,7 @@ use std::io::Write;
 use std::net::TcpListener;
 use std::process::Command;
 
-use microseg_harness::exit;
+use microseg_cli::exit;
 use rstest::rstest;
 
 /// Fourteen lines, so whatever a case appends starts on line 15.

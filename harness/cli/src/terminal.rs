@@ -18,8 +18,7 @@ use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-/// Tracing target of the engine's "a phase starts" events (field `phase`).
-pub const PHASE_TARGET: &str = "microseg::phase";
+use microseg_harness::run::PHASE_TARGET;
 
 fn spinner() -> &'static ProgressBar {
     static BAR: OnceLock<ProgressBar> = OnceLock::new();
@@ -34,6 +33,20 @@ pub fn start_spinner(message: &str) {
     bar.set_style(ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").expect("literal template"));
     bar.set_message(message.to_string());
     bar.enable_steady_tick(Duration::from_millis(120));
+}
+
+/// Colours a check's status word (a [`microseg_harness::report::Paint`]): green pass, bold red
+/// fail, yellow divergence, dim skipped. `console` leaves it plain unless stdout is a
+/// terminal and `NO_COLOR` is unset.
+pub fn paint_status(status: microseg_harness::checks::Status, word: String) -> String {
+    use microseg_harness::checks::Status;
+    let styled = match status {
+        Status::Pass => console::style(word).green(),
+        Status::Fail => console::style(word).red().bold(),
+        Status::Divergence => console::style(word).yellow(),
+        Status::Skipped => console::style(word).dim(),
+    };
+    styled.to_string()
 }
 
 /// Removes the spinner.
@@ -89,15 +102,16 @@ pub fn init(verbose: u8) {
         _ => "debug",
     };
     let stderr_filter = EnvFilter::try_from_env("MICROSEG_LOG").unwrap_or_else(|_| {
-        EnvFilter::new(format!("microseg_harness={level},microseg_reach={level},{PHASE_TARGET}={level}"))
+        EnvFilter::new(format!(
+            "microseg_cli={level},microseg_harness={level},microseg_reach={level},{PHASE_TARGET}={level}"
+        ))
     });
     let stderr = tracing_subscriber::fmt::layer().with_writer(|| SpinnerSafeStderr).with_filter(stderr_filter);
     let file = open_log_file().map(|(path, f)| {
         let _ = LOG_FILE.set(path);
-        tracing_subscriber::fmt::layer()
-            .with_ansi(false)
-            .with_writer(Mutex::new(f))
-            .with_filter(EnvFilter::new(format!("microseg_harness=debug,microseg_reach=debug,{PHASE_TARGET}=debug")))
+        tracing_subscriber::fmt::layer().with_ansi(false).with_writer(Mutex::new(f)).with_filter(EnvFilter::new(
+            format!("microseg_cli=debug,microseg_harness=debug,microseg_reach=debug,{PHASE_TARGET}=debug"),
+        ))
     });
     let spinner = SpinnerLayer.with_filter(tracing_subscriber::filter::filter_fn(|m| m.target() == PHASE_TARGET));
     let _ = tracing_subscriber::registry().with(stderr).with(file).with(spinner).try_init();
@@ -107,7 +121,7 @@ pub fn init(verbose: u8) {
 const KEEP_LOGS: usize = 100;
 
 fn open_log_file() -> Option<(PathBuf, std::fs::File)> {
-    let dir = crate::target::python::cache_dir().join("logs");
+    let dir = microseg_harness::target::python::cache_dir().join("logs");
     std::fs::create_dir_all(&dir).ok()?;
     prune(&dir);
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());

@@ -1,0 +1,314 @@
+//! The command line's arguments, as clap parses them. Every value arrives typed (a
+//! [`TargetKind`], a [`Duration`], a [`RunId`], a [`Fault`]…): a malformed one is clap's
+//! usage error, exit 2, before any command runs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use microseg_harness::build::{Fault, Wave};
+use microseg_harness::run_id::RunId;
+use microseg_harness::target::TargetKind;
+
+use crate::render::Format;
+
+/// microseg: build, validate and tear down AWS micro-segmentation scenarios.
+#[derive(Debug, Parser)]
+#[command(name = "microseg", version, about, long_about = None)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+    /// More logging on stderr (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// No progress lines on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build a scenario, check it, tear it down, and prove nothing is left.
+    Run(RunArgs),
+    /// Validate a scenario spec and print the plan; no API calls.
+    Plan(PlanArgs),
+    /// Delete what crashed or kept runs left behind (only resources with a run tag).
+    Sweep(SweepArgs),
+    /// Check a deployment that microseg did not build (the acceptance gate).
+    Validate(ValidateArgs),
+    /// Write what a deployment looks like to a file, for an offline `validate`.
+    Snapshot(SnapshotArgs),
+    /// Which targets can serve here, their versions and divergences.
+    Doctor(TargetArgs),
+    /// Draw a deployment (as `validate` reads it): Mermaid by default, or any format.
+    Report(ValidateArgs),
+    /// Measure full runs, their calls against the floor, target start times, the
+    /// recipe's own script on the same emulator, and the evaluator.
+    Bench(BenchArgs),
+}
+
+/// `bench` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Scenario.
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Full runs to take the median of.
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// The recipe's Markdown, whose bash blocks are run for comparison (default: the
+    /// copy in tests/fixtures when run from a checkout).
+    #[arg(long, conflicts_with = "no_script")]
+    pub recipe: Option<PathBuf>,
+    /// Skip the recipe's script (it takes over a minute on LocalStack).
+    #[arg(long)]
+    pub no_script: bool,
+    /// Also measure a cold host start (fresh venv; one to two minutes).
+    #[arg(long)]
+    pub cold: bool,
+    /// JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `validate` arguments.
+#[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["vpc_id", "tag", "from_snapshot"])))]
+pub struct ValidateArgs {
+    /// Scenario the deployment implements.
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Where the deployment is: endpoint=<url> or aws.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// The deployment's VPC.
+    #[arg(long)]
+    pub vpc_id: Option<String>,
+    /// A tag the deployment carries (`Key=Value`).
+    #[arg(long, value_name = "KEY=VALUE", value_parser = key_value)]
+    pub tag: Option<KeyValue>,
+    /// Validate a snapshot file offline, with no credentials.
+    #[arg(long, conflicts_with = "expect_gone")]
+    pub from_snapshot: Option<PathBuf>,
+    /// After a cleanup: prove that nothing of the deployment remains.
+    #[arg(long)]
+    pub expect_gone: bool,
+    /// Match a zone by its subnet's `Zone` tag instead of its CIDR (`zone=TagValue`).
+    #[arg(long = "zone-tag", value_name = "ZONE=TAG", value_parser = key_value)]
+    pub zone_tag: Vec<KeyValue>,
+    /// Report format (`validate`: text; `report`: mermaid).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+}
+
+/// `snapshot` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct SnapshotArgs {
+    /// Where the deployment is: endpoint=<url> or aws.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// The deployment's VPC.
+    #[arg(long)]
+    pub vpc_id: String,
+    /// Output file.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Which scenario.
+#[derive(Debug, Clone, Args)]
+pub struct SpecArgs {
+    /// A built-in scenario (`recipe`) or a spec file path.
+    #[arg(long, default_value = "recipe")]
+    pub scenario: String,
+    /// A spec file of your own (overrides --scenario).
+    #[arg(long)]
+    pub spec: Option<PathBuf>,
+    /// Variant of a built-in scenario: `as-written` keeps the source's rules, `hardened`
+    /// corrects them so exactly the intended flows pass.
+    #[arg(long, value_enum, default_value = "as-written")]
+    pub variant: Variant,
+}
+
+/// Variants of a built-in scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Variant {
+    /// The source's rules as written.
+    AsWritten,
+    /// Corrected so that exactly the intended flows pass (`<scenario>-hardened`).
+    Hardened,
+}
+
+/// `plan` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    /// Scenario.
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Instead of the plan, evaluate the design as AWS would enforce it: intended flows
+    /// (NACLs both ways with ephemeral replies, security groups, routes), the zone matrix,
+    /// unintended openings and pointless rules. Exit 1 on findings the spec does not record.
+    #[arg(long)]
+    pub reach: bool,
+    /// With `--reach`: JSON instead of text.
+    #[arg(long, requires = "reach")]
+    pub json: bool,
+}
+
+/// Where to run.
+#[derive(Debug, Clone, Args)]
+pub struct TargetArgs {
+    /// auto, localstack-host, localstack-container, endpoint=<url>, aws.
+    #[arg(long, default_value = "auto", env = "MICROSEG_TARGET")]
+    pub target: TargetKind,
+    /// Region (emulators default to us-east-1).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// AWS credentials profile (aws target).
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Account id the aws target may touch; repeatable. Required for --target aws.
+    #[arg(long = "allow-account", value_name = "ACCOUNT_ID", value_parser = account_id)]
+    pub allow_account: Vec<String>,
+}
+
+/// `run` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Scenario.
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Target.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Leave the deployment in place; prints how to remove it.
+    #[arg(long)]
+    pub keep: bool,
+    /// Print the plan and stop; no API calls.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Report format on stdout.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Also write the JSON report to this file.
+    #[arg(long)]
+    pub report_json: Option<PathBuf>,
+    /// Inject a failure for tests: `error@<wave>`, `panic@<wave>` or `hang@<wave>`, wave one of
+    /// foundation, network, rules.
+    #[arg(long, hide = true, env = "MICROSEG_INJECT", value_parser = fault)]
+    pub inject: Option<Fault>,
+}
+
+/// `sweep` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct SweepArgs {
+    /// Target.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Sweep one run.
+    #[arg(long, conflicts_with_all = ["older_than", "all"], value_parser = RunId::parse)]
+    pub run_id: Option<RunId>,
+    /// Sweep runs created longer ago than this (`6h`, `30m`).
+    #[arg(long, conflicts_with = "all", value_parser = age)]
+    pub older_than: Option<Duration>,
+    /// Sweep every microseg run in the account and region.
+    #[arg(long)]
+    pub all: bool,
+    /// Sweep the runs whose on-disk ledgers were left by killed processes.
+    #[arg(long, conflicts_with_all = ["run_id", "older_than", "all"])]
+    pub abandoned: bool,
+}
+
+/// A `KEY=VALUE` pair (`--tag`, `--zone-tag`), both sides non-empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyValue {
+    /// Left of the first `=`.
+    pub key: String,
+    /// Right of it.
+    pub value: String,
+}
+
+fn key_value(s: &str) -> Result<KeyValue, String> {
+    s.split_once('=')
+        .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+        .map(|(k, v)| KeyValue { key: k.to_string(), value: v.to_string() })
+        .ok_or_else(|| "expected KEY=VALUE".to_string())
+}
+
+fn account_id(s: &str) -> Result<String, String> {
+    if s.len() == 12 && s.chars().all(|c| c.is_ascii_digit()) {
+        Ok(s.to_string())
+    } else {
+        Err("an AWS account id is 12 digits".to_string())
+    }
+}
+
+/// `6h`, `30m`: what humantime reads, with an example when it cannot.
+fn age(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 6h, 30m)"))
+}
+
+/// `error@<wave>`, `panic@<wave>` or `hang@<wave>`.
+fn fault(s: &str) -> Result<Fault, String> {
+    let (mode, wave) = s.split_once('@').ok_or("use error@<wave>, panic@<wave> or hang@<wave>")?;
+    let wave = Wave::parse(wave).ok_or("wave is foundation, network or rules")?;
+    match mode {
+        "error" => Ok(Fault::ErrorAfter(wave)),
+        "panic" => Ok(Fault::PanicAfter(wave)),
+        "hang" => Ok(Fault::HangAfter(wave)),
+        _ => Err("mode is error, panic or hang".to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("microseg").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn values_arrive_typed() {
+        let Command::Sweep(s) =
+            parse(&["sweep", "--older-than", "6h", "--target", "endpoint=http://x:1/"]).unwrap().command
+        else {
+            panic!("sweep")
+        };
+        assert_eq!(s.older_than, Some(Duration::from_secs(6 * 3600)));
+        assert_eq!(s.target.target, TargetKind::Endpoint("http://x:1".into()));
+        let Command::Run(r) = parse(&["run", "--inject", "hang@network", "--variant", "hardened"]).unwrap().command
+        else {
+            panic!("run")
+        };
+        assert_eq!(r.inject, Some(Fault::HangAfter(Wave::Network)));
+        assert_eq!(r.spec.variant, Variant::Hardened);
+        let Command::Validate(v) = parse(&["validate", "--tag", "a=b=c", "--zone-tag", "web=Web"]).unwrap().command
+        else {
+            panic!("validate")
+        };
+        assert_eq!(v.tag, Some(KeyValue { key: "a".into(), value: "b=c".into() }));
+        assert_eq!(v.zone_tag, [KeyValue { key: "web".into(), value: "Web".into() }]);
+    }
+
+    #[test]
+    fn malformed_values_are_usage_errors_that_say_why() {
+        for (args, says) in [
+            (&["run", "--target", "lokalstack"][..], "unknown target"),
+            (&["run", "--inject", "boom@rules"], "mode is error, panic or hang"),
+            (&["run", "--inject", "error@roof"], "wave is foundation, network or rules"),
+            (&["sweep", "--run-id", "not-a-run"], "must start with"),
+            (&["sweep", "--older-than", "six hours"], "e.g. 6h, 30m"),
+            (&["validate", "--vpc-id", "v", "--tag", "novalue"], "expected KEY=VALUE"),
+            (&["run", "--allow-account", "12345"], "12 digits"),
+        ] {
+            let e = parse(args).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{args:?}: {e}");
+            assert!(e.to_string().contains(says), "{args:?}: {e}");
+        }
+    }
+}

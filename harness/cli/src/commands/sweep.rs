@@ -1,0 +1,90 @@
+//! `microseg sweep`: delete what crashed or kept runs left behind: only resources that
+//! carry a run tag.
+
+use microseg_harness::ledger;
+use microseg_harness::sweep::{self, Selection};
+use microseg_harness::target::Target;
+
+use super::{start_target, target_options};
+use crate::args::{SweepArgs, TargetArgs};
+use crate::exit::CliError;
+
+pub(crate) async fn sweep(args: &SweepArgs, quiet: bool) -> Result<(), CliError> {
+    if args.abandoned {
+        return sweep_abandoned(args, quiet).await;
+    }
+    let selection = match (&args.run_id, args.older_than, args.all) {
+        (Some(id), _, _) => Selection::Run(id.clone()),
+        (None, Some(age), _) => Selection::OlderThan(age),
+        (None, None, true) => Selection::All,
+        (None, None, false) => {
+            return Err(CliError::Usage(
+                "say what to sweep: --run-id <id>, --older-than <age>, --abandoned or --all".into(),
+            ));
+        }
+    };
+    let target = sweep_target(&args.target, quiet).await?;
+    let result = async {
+        let report = sweep::sweep(&target.clients(), &selection)
+            .await
+            .map_err(|e| CliError::TargetUnavailable(e.to_string()))?;
+        println!(
+            "swept {} run(s): {} resource(s) found, {} left",
+            report.runs.len(),
+            report.found.len(),
+            report.leftovers.len()
+        );
+        for (item, outcome) in &report.teardown.outcomes {
+            println!("  {item}: {outcome:?}");
+        }
+        for l in &report.leftovers {
+            println!("  LEFT: {l}");
+        }
+        if report.leftovers.is_empty() { Ok(()) } else { Err(CliError::TeardownIncomplete) }
+    }
+    .await;
+    target.stop().await;
+    result
+}
+
+/// The target a sweep lists and deletes on; it needs no divergence probe.
+async fn sweep_target(args: &TargetArgs, quiet: bool) -> Result<Target, CliError> {
+    let mut opts = target_options(args);
+    opts.probe = false;
+    start_target(&opts, quiet).await
+}
+
+/// Sweeps each run whose ledger a killed process left (unlocked, not torn down), and
+/// marks the ledger done once the run's inventory is empty. Every run is tried; the last
+/// failure decides the exit code.
+async fn sweep_abandoned(args: &SweepArgs, quiet: bool) -> Result<(), CliError> {
+    let ledgers = ledger::abandoned(&ledger::runs_dir());
+    if ledgers.is_empty() {
+        println!("no abandoned ledgers in {}", ledger::runs_dir().display());
+        return Ok(());
+    }
+    let target = sweep_target(&args.target, quiet).await?;
+    let clients = target.clients();
+    let mut result = Ok(());
+    for (path, data) in ledgers {
+        match sweep::sweep(&clients, &Selection::Run(data.run_id.clone())).await {
+            Ok(r) if r.leftovers.is_empty() => {
+                println!("{}: {} resource(s) swept, none left", data.run_id, r.found.len());
+                if let Err(e) = ledger::mark_file_torn_down(&path) {
+                    eprintln!("warning: {e}");
+                }
+            }
+            Ok(r) => {
+                println!("{}: {} resource(s) left", data.run_id, r.leftovers.len());
+                result = Err(CliError::TeardownIncomplete);
+            }
+            Err(e) => {
+                // Said here, by run, so the other runs are still tried.
+                eprintln!("error: {}: {e}", data.run_id);
+                result = Err(CliError::TargetUnavailableShown);
+            }
+        }
+    }
+    target.stop().await;
+    result
+}

@@ -1,0 +1,80 @@
+//! `microseg validate` and `microseg report`: check, or draw, a deployment that microseg
+//! did not build: live by VPC id or tag, or from a snapshot file.
+
+use microseg_harness::aws::AwsError;
+use microseg_harness::discover::ZoneMapping;
+use microseg_harness::observe;
+use microseg_harness::validate::{self as gate, Snapshot};
+
+use super::{existing_target, load_plan, print_report, start_target};
+use crate::args::ValidateArgs;
+use crate::exit::CliError;
+use crate::render::{Format, Report};
+
+/// `validate` (default format text) and `report` (default mermaid).
+pub(crate) async fn validate(args: &ValidateArgs, default_format: Format, quiet: bool) -> Result<(), CliError> {
+    let format = args.format.unwrap_or(default_format);
+    let plan = load_plan(&args.spec)?;
+    let mut mapping = ZoneMapping::default();
+    for z in &args.zone_tag {
+        if plan.zone(&z.key).is_none() {
+            let given = format!("{}={}", z.key, z.value);
+            return Err(CliError::Usage(format!("--zone-tag {given:?}: the scenario has no zone {:?}", z.key)));
+        }
+        mapping.by_tag.insert(z.key.clone(), z.value.clone());
+    }
+
+    if let Some(path) = &args.from_snapshot {
+        let snap = Snapshot::read(path).map_err(|e| CliError::Spec(e.to_string()))?;
+        let source = format!("snapshot {} (read from {})", path.display(), snap.target);
+        let report = gate::validate(&plan, &snap.observed, &mapping, &snap.capabilities, source);
+        return print_report(Report::Validate { report: &report, plan: &plan, observed: &snap.observed }, format);
+    }
+
+    let opts = existing_target(&args.target)?;
+    let target = start_target(&opts, quiet).await?;
+    let result = async {
+        let clients = target.clients();
+        let unavailable = |e: AwsError| CliError::TargetUnavailable(e.to_string());
+        let tag = args.tag.as_ref().map(|t| (t.key.as_str(), t.value.as_str()));
+        let ids = match (&args.vpc_id, tag) {
+            (Some(v), _) => vec![v.clone()],
+            (None, Some((k, v))) => gate::vpc_by_tag(&clients, k, v).await.map_err(unavailable)?,
+            (None, None) => vec![],
+        };
+        if args.expect_gone {
+            let left = match (&args.vpc_id, tag) {
+                (Some(v), _) => gate::leftovers_in_vpc(&clients, v).await,
+                (None, Some((k, v))) => gate::leftovers_by_tag(&clients, k, v).await,
+                (None, None) => Ok(vec![]),
+            }
+            .map_err(unavailable)?;
+            let (left, orphans) = gate::split_emulator_orphans(left, &target.capabilities);
+            for o in orphans {
+                println!(
+                    "not counted: {o}: orphaned by the emulator's DeleteVpc (divergence delete-vpc-orphans-dependents)"
+                );
+            }
+            if left.is_empty() {
+                println!("expect-gone: PASS, nothing of the deployment remains");
+                return Ok(());
+            }
+            println!("expect-gone: FAIL, {} resource(s) remain:", left.len());
+            for l in left {
+                println!("  {l}");
+            }
+            return Err(CliError::Findings);
+        }
+        let [id] = ids.as_slice() else {
+            return Err(CliError::Usage(format!("expected exactly one VPC, found {}: {}", ids.len(), ids.join(", "))));
+        };
+        let observed =
+            observe::read_live(&clients, id).await.map_err(|e| CliError::TargetUnavailable(e.to_string()))?;
+        let report =
+            gate::validate(&plan, &observed, &mapping, &target.capabilities, format!("{id} on {}", target.description));
+        print_report(Report::Validate { report: &report, plan: &plan, observed: &observed }, format)
+    }
+    .await;
+    target.stop().await;
+    result
+}
