@@ -3,6 +3,8 @@
 //! themselves start their own.
 #![cfg(feature = "localstack")]
 
+#[path = "../common/pipe.rs"]
+mod pipe;
 #[path = "../common/skip.rs"]
 mod skip;
 mod support;

@@ -3,6 +3,7 @@
 
 use microseg_cli::exit;
 
+use crate::pipe::with_stdout_closed;
 use crate::support::microseg_on_shared;
 
 #[test]
@@ -22,4 +23,45 @@ fn a_run_names_its_log_file_which_records_every_phase_in_plain_text() {
         assert!(!text.contains('\u{1b}'), "escape codes in {what}");
     }
     assert!(stdout.contains("teardown                     pass"), "{stdout}");
+}
+
+/// `| head` on every subcommand that talks to an emulator, in every format: the output
+/// stops, the process exits 141 with no panic and no backtrace, and a run still tears
+/// down what it built (its report, written to a file, proves it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_subcommand_and_format_ends_quietly_on_a_closed_pipe() {
+    let _t = crate::support::timer();
+    let endpoint = format!("endpoint={}", crate::support::shared_endpoint());
+    let closed = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_microseg"));
+        cmd.arg("--quiet").args(args);
+        let out = with_stdout_closed(&mut cmd);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(exit::CLOSED_PIPE), "{args:?}: {stderr}");
+        for said in ["panicked", "Broken pipe", "os error 32", "stack backtrace"] {
+            assert!(!stderr.contains(said), "{args:?} said {said:?} on stderr:\n{stderr}");
+        }
+    };
+    let formats = ["text", "json", "junit", "markdown", "sarif", "mermaid", "html"];
+    let dir = tempfile::tempdir().unwrap();
+    let (clients, _, _) = crate::support::shared().await;
+    for format in formats {
+        let report = dir.path().join(format!("run-{format}.json"));
+        closed(&["run", "--target", &endpoint, "--format", format, "--report-json", report.to_str().unwrap()]);
+        let written: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        let run = microseg_harness::run_id::RunId::parse(written["run_id"].as_str().unwrap()).unwrap();
+        assert!(crate::support::inventory_of(&clients, &run).await.is_empty(), "run --format {format} left resources");
+    }
+    // A deployment to validate and draw, kept until the sweep below.
+    let (clients, _, kept) = crate::support::kept_recipe_run().await;
+    let _sweep = crate::support::SweepOnDrop::new(&clients, &kept.run_id);
+    let vpc = kept.bindings.vpc_id.clone().unwrap();
+    for format in formats {
+        closed(&["validate", "--target", &endpoint, "--vpc-id", &vpc, "--format", format]);
+    }
+    closed(&["report", "--target", &endpoint, "--vpc-id", &vpc]);
+    closed(&["validate", "--target", &endpoint, "--vpc-id", &vpc, "--expect-gone"]);
+    closed(&["doctor", "--target", &endpoint]);
+    closed(&["sweep", "--target", &endpoint, "--run-id", kept.run_id.as_str()]);
+    closed(&["bench", "--runs", "1", "--no-script"]);
 }

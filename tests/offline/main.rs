@@ -1,6 +1,8 @@
 //! Suites that need no emulator: the CLI's input checking and exit codes, and the HTML
 //! report rendered in a browser.
 
+#[path = "../common/pipe.rs"]
+mod pipe;
 #[path = "../common/skip.rs"]
 mod skip;
 
@@ -18,6 +20,9 @@ mod one_compile;
 
 // The README's library example is the example crate's test.
 mod readme;
+
+// `| head`: a closed pipe ends the output quietly, exit 141.
+mod closed_pipe;
 
 // The JSON report against its schema.
 mod report_schema;

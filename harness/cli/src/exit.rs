@@ -23,6 +23,9 @@ pub const TARGET_UNAVAILABLE: i32 = 3;
 pub const TEARDOWN_INCOMPLETE: i32 = Verdict::TeardownIncomplete.exit_code();
 /// Interrupted (Ctrl-C); teardown ran.
 pub const INTERRUPTED: i32 = Verdict::Interrupted.exit_code();
+/// The reader of standard output went away (`| head`): 128 + SIGPIPE, the status a
+/// shell reports for a process that SIGPIPE ended. Nothing more is printed.
+pub const CLOSED_PIPE: i32 = 141;
 
 /// Why a command did not pass. The variants that carry a message print it on stderr as
 /// `error: …`; the others were said by the command's own output (the report, the table).
@@ -49,6 +52,9 @@ pub enum CliError {
     TeardownIncomplete,
     /// Ctrl-C stopped the run, and teardown ran. Exit 130.
     Interrupted,
+    /// Standard output's reader closed it (`| head`); output stopped there. Exit 141,
+    /// quietly.
+    ClosedPipe,
 }
 
 impl CliError {
@@ -60,6 +66,7 @@ impl CliError {
             CliError::Findings => FINDINGS,
             CliError::TeardownIncomplete => TEARDOWN_INCOMPLETE,
             CliError::Interrupted => INTERRUPTED,
+            CliError::ClosedPipe => CLOSED_PIPE,
         }
     }
 
@@ -76,7 +83,8 @@ impl CliError {
             CliError::TargetUnavailableShown
             | CliError::Findings
             | CliError::TeardownIncomplete
-            | CliError::Interrupted => {}
+            | CliError::Interrupted
+            | CliError::ClosedPipe => {}
         }
     }
 
@@ -102,6 +110,7 @@ impl fmt::Display for CliError {
             CliError::Findings => f.write_str("the checks found problems"),
             CliError::TeardownIncomplete => f.write_str("resources were left behind"),
             CliError::Interrupted => f.write_str("interrupted"),
+            CliError::ClosedPipe => f.write_str("standard output was closed"),
         }
     }
 }
@@ -126,7 +135,10 @@ mod tests {
     #[test]
     fn each_outcome_has_its_own_documented_code() {
         // docs/GUIDE.md, "Exit codes", lists these; a change here is a change there.
-        assert_eq!([PASS, FINDINGS, USAGE, TARGET_UNAVAILABLE, TEARDOWN_INCOMPLETE, INTERRUPTED], [0, 1, 2, 3, 4, 130]);
+        assert_eq!(
+            [PASS, FINDINGS, USAGE, TARGET_UNAVAILABLE, TEARDOWN_INCOMPLETE, INTERRUPTED, CLOSED_PIPE],
+            [0, 1, 2, 3, 4, 130, 141]
+        );
     }
 
     #[test]

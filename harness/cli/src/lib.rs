@@ -8,6 +8,7 @@
 pub mod args;
 mod commands;
 pub mod exit;
+mod out;
 pub mod render;
 pub mod terminal;
 

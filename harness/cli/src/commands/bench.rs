@@ -1,6 +1,7 @@
 //! `microseg bench`: full runs measured against the floor of calls, target start times,
 //! the recipe's own script, and the evaluator.
 
+use crate::out::{out, outln};
 use microseg_harness::bench::{self, BenchOptions};
 
 use super::{count_resources, load_plan, progress};
@@ -17,9 +18,9 @@ pub(crate) async fn bench(args: &BenchArgs, quiet: bool) -> Result<(), CliError>
     progress(quiet, format!("▸ bench: {} runs of {} on a LocalStack host process…", opts.runs, plan.scenario));
     let r = bench::bench(&plan, count_resources(&plan), &opts).await.map_err(CliError::TargetUnavailable)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&r).expect("bench report serialises"));
+        outln!("{}", serde_json::to_string_pretty(&r).expect("bench report serialises"));
     } else {
-        print!("{}", bench::text(&r));
+        out!("{}", bench::text(&r));
     }
     Ok(())
 }

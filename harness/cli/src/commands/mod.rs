@@ -10,6 +10,7 @@ mod snapshot;
 mod sweep;
 mod validate;
 
+use crate::out::out;
 use std::time::Instant;
 
 use microseg_harness::plan::Plan;
@@ -103,6 +104,6 @@ fn existing_target(args: &TargetArgs) -> Result<TargetOptions, CliError> {
 /// Prints a run's or a validation's report in `format` on stdout; its verdict is the
 /// command's result.
 fn print_report(report: Report<'_>, format: Format) -> Result<(), CliError> {
-    print!("{}", report.render(format));
+    out!("{}", report.render(format));
     CliError::from_verdict(report.verdict())
 }

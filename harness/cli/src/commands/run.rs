@@ -1,5 +1,6 @@
 //! `microseg run`: build a scenario, check it, tear it down, and prove nothing is left.
 
+use crate::out::outln;
 use microseg_harness::report;
 use microseg_harness::run::{self, RunError, RunOptions, RunTarget};
 
@@ -13,7 +14,7 @@ pub(crate) async fn run(args: &RunArgs, quiet: bool) -> Result<(), CliError> {
     // Everything the user gave was checked (by clap, and the spec here) before any API call.
     let plan = load_plan(&args.spec)?;
     if args.dry_run {
-        println!("{}", serde_json::to_string_pretty(&plan).expect("plan serialises"));
+        outln!("{}", serde_json::to_string_pretty(&plan).expect("plan serialises"));
         progress(
             quiet,
             format!(

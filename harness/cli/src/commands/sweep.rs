@@ -1,6 +1,7 @@
 //! `microseg sweep`: delete what crashed or kept runs left behind: only resources that
 //! carry a run tag.
 
+use crate::out::outln;
 use microseg_harness::ledger;
 use microseg_harness::sweep::{self, Selection};
 use microseg_harness::target::Target;
@@ -28,17 +29,17 @@ pub(crate) async fn sweep(args: &SweepArgs, quiet: bool) -> Result<(), CliError>
         let report = sweep::sweep(&target.clients(), &selection)
             .await
             .map_err(|e| CliError::TargetUnavailable(e.to_string()))?;
-        println!(
+        outln!(
             "swept {} run(s): {} resource(s) found, {} left",
             report.runs.len(),
             report.found.len(),
             report.leftovers.len()
         );
         for (item, outcome) in &report.teardown.outcomes {
-            println!("  {item}: {outcome:?}");
+            outln!("  {item}: {outcome:?}");
         }
         for l in &report.leftovers {
-            println!("  LEFT: {l}");
+            outln!("  LEFT: {l}");
         }
         if report.leftovers.is_empty() { Ok(()) } else { Err(CliError::TeardownIncomplete) }
     }
@@ -60,7 +61,7 @@ async fn sweep_target(args: &TargetArgs, quiet: bool) -> Result<Target, CliError
 async fn sweep_abandoned(args: &SweepArgs, quiet: bool) -> Result<(), CliError> {
     let ledgers = ledger::abandoned(&ledger::runs_dir());
     if ledgers.is_empty() {
-        println!("no abandoned ledgers in {}", ledger::runs_dir().display());
+        outln!("no abandoned ledgers in {}", ledger::runs_dir().display());
         return Ok(());
     }
     let target = sweep_target(&args.target, quiet).await?;
@@ -69,13 +70,13 @@ async fn sweep_abandoned(args: &SweepArgs, quiet: bool) -> Result<(), CliError> 
     for (path, data) in ledgers {
         match sweep::sweep(&clients, &Selection::Run(data.run_id.clone())).await {
             Ok(r) if r.leftovers.is_empty() => {
-                println!("{}: {} resource(s) swept, none left", data.run_id, r.found.len());
+                outln!("{}: {} resource(s) swept, none left", data.run_id, r.found.len());
                 if let Err(e) = ledger::mark_file_torn_down(&path) {
                     eprintln!("warning: {e}");
                 }
             }
             Ok(r) => {
-                println!("{}: {} resource(s) left", data.run_id, r.leftovers.len());
+                outln!("{}: {} resource(s) left", data.run_id, r.leftovers.len());
                 result = Err(CliError::TeardownIncomplete);
             }
             Err(e) => {

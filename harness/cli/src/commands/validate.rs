@@ -1,6 +1,7 @@
 //! `microseg validate` and `microseg report`: check, or draw, a deployment that microseg
 //! did not build: live by VPC id or tag, or from a snapshot file.
 
+use crate::out::outln;
 use microseg_harness::aws::AwsError;
 use microseg_harness::discover::ZoneMapping;
 use microseg_harness::observe;
@@ -51,17 +52,17 @@ pub(crate) async fn validate(args: &ValidateArgs, default_format: Format, quiet:
             .map_err(unavailable)?;
             let (left, orphans) = gate::split_emulator_orphans(left, &target.capabilities);
             for o in orphans {
-                println!(
+                outln!(
                     "not counted: {o}: orphaned by the emulator's DeleteVpc (divergence delete-vpc-orphans-dependents)"
                 );
             }
             if left.is_empty() {
-                println!("expect-gone: PASS, nothing of the deployment remains");
+                outln!("expect-gone: PASS, nothing of the deployment remains");
                 return Ok(());
             }
-            println!("expect-gone: FAIL, {} resource(s) remain:", left.len());
+            outln!("expect-gone: FAIL, {} resource(s) remain:", left.len());
             for l in left {
-                println!("  {l}");
+                outln!("  {l}");
             }
             return Err(CliError::Findings);
         }

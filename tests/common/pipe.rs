@@ -1,0 +1,17 @@
+//! Runs the binary as `microseg … | head` would, at its strictest: the reader of stdout
+//! goes away before the first line.
+
+use std::process::{Command, Output, Stdio};
+
+/// Runs `cmd` with its stdout's reader closed from the start and `RUST_BACKTRACE=1`, so
+/// a panic would show.
+pub fn with_stdout_closed(cmd: &mut Command) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env("RUST_BACKTRACE", "1")
+        .spawn()
+        .expect("the binary starts");
+    drop(child.stdout.take());
+    child.wait_with_output().expect("the binary ends")
+}
