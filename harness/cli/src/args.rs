@@ -172,6 +172,12 @@ pub struct TargetArgs {
     /// Account id the aws target may touch; repeatable. Required for --target aws.
     #[arg(long = "allow-account", value_name = "ACCOUNT_ID", value_parser = account_id)]
     pub allow_account: Vec<String>,
+    /// How long to wait for an emulator to answer (`90s`, `5m`): for one microseg
+    /// starts, until every service is ready (default 3m); for endpoint=<url>, until it
+    /// answers (default 60s, but a few seconds when loopback refuses the connection,
+    /// since nothing listens there yet).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub wait: Option<std::time::Duration>,
 }
 
 /// `run` arguments.

@@ -47,6 +47,8 @@ pub enum FetchError {
     /// Nothing answered in time: refused, reset or timed out. A busy or starting emulator
     /// looks like this, so it is worth asking again.
     Silent(String),
+    /// The connection was refused: nothing listens on that port (yet).
+    Refused(String),
     /// Something answered, but not with LocalStack's health document.
     NotLocalStack(String),
 }
@@ -54,7 +56,7 @@ pub enum FetchError {
 impl std::fmt::Display for FetchError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            FetchError::Silent(m) | FetchError::NotLocalStack(m) => f.write_str(m),
+            FetchError::Silent(m) | FetchError::Refused(m) | FetchError::NotLocalStack(m) => f.write_str(m),
         }
     }
 }
@@ -64,6 +66,9 @@ pub fn fetch_within(base_url: &str, limit: Duration) -> Result<Health, FetchErro
     let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(limit)).build().into();
     let url = format!("{}/_localstack/health", base_url.trim_end_matches('/'));
     let classify = |e: ureq::Error| match e {
+        ureq::Error::Io(ref io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            FetchError::Refused(e.to_string())
+        }
         ureq::Error::Timeout(_) | ureq::Error::Io(_) | ureq::Error::ConnectionFailed => {
             FetchError::Silent(e.to_string())
         }

@@ -109,6 +109,10 @@ pub struct TargetOptions {
     /// Only for tests of the guard, where an emulator stands in for the account; the
     /// CLI does not expose it.
     pub aws_endpoint_override: Option<String>,
+    /// How long an `endpoint=<url>` may stay silent (`--wait`). `None`: up to
+    /// [`ENDPOINT_PATIENCE`], but only [`REFUSED_PATIENCE`] while loopback refuses every
+    /// connection, since then nothing listens there.
+    pub endpoint_wait: Option<Duration>,
 }
 
 impl TargetOptions {
@@ -124,6 +128,7 @@ impl TargetOptions {
             probe: true,
             ledger_dir: None,
             aws_endpoint_override: None,
+            endpoint_wait: None,
         }
     }
 }
@@ -297,7 +302,7 @@ impl Target {
             TargetKind::Aws => start_aws(opts).await?,
             TargetKind::Endpoint(url) => {
                 let region = opts.region.clone().unwrap_or_else(|| DEFAULT_EMULATOR_REGION.into());
-                let name = identify_endpoint(url).await?;
+                let name = identify_endpoint_within(url, opts.endpoint_wait).await?;
                 Target::emulator(kind.clone(), format!("{name} at {url}"), url.clone(), region, Guard::None).await
             }
             TargetKind::LocalStackHost => {
@@ -438,38 +443,70 @@ pub const ENDPOINT_PATIENCE: Duration = Duration::from_secs(60);
 /// What one identification attempt may take.
 const ENDPOINT_ATTEMPT: Duration = Duration::from_secs(10);
 
-async fn identify_endpoint(url: &str) -> Result<String, TargetError> {
-    identify_endpoint_within(url, ENDPOINT_PATIENCE).await
-}
+/// How long a loopback endpoint that refuses every connection gets by default: a
+/// service container or an emulator in another terminal that is still starting binds
+/// its port within a few seconds; a typo'd port never does.
+pub const REFUSED_PATIENCE: Duration = Duration::from_secs(3);
 
 /// Names the emulator behind `url`: LocalStack by its health document, moto by its API
-/// page. Silence (refused, reset, timed out) is asked again until `patience` is spent;
-/// an answer that is neither fails at once.
-async fn identify_endpoint_within(url: &str, patience: Duration) -> Result<String, TargetError> {
+/// page. Silence (refused, reset, timed out) is asked again until the patience is spent:
+/// `wait` when the user set it, else [`ENDPOINT_PATIENCE`], or [`REFUSED_PATIENCE`] when
+/// the host is loopback and every attempt was refused. An answer that is neither fails
+/// at once.
+async fn identify_endpoint_within(url: &str, wait: Option<Duration>) -> Result<String, TargetError> {
     let started = Instant::now();
-    let mut attempts = 0u32;
+    let loopback = endpoint_is_loopback(url);
+    let (mut attempts, mut refused) = (0u32, 0u32);
     loop {
         attempts += 1;
         let u = url.to_string();
         let health = tokio::task::spawn_blocking(move || health::fetch_within(&u, ENDPOINT_ATTEMPT))
             .await
             .expect("health fetch does not panic");
-        match health {
+        let why = match health {
             Ok(h) => return Ok(format!("LocalStack {}", h.version.unwrap_or_default())),
             Err(health::FetchError::NotLocalStack(_)) => return identify_moto(url).await,
-            Err(health::FetchError::Silent(why)) => {
-                let waited = started.elapsed();
-                if waited >= patience {
-                    return Err(TargetError::Endpoint {
-                        url: url.into(),
-                        message: format!("no answer in {:.0?} ({attempts} attempts); last: {why}", waited),
-                    });
-                }
-                tracing::debug!(url, attempts, %why, "endpoint silent; asking again");
-                tokio::time::sleep(Duration::from_millis(500).min(patience.saturating_sub(waited))).await;
+            Err(health::FetchError::Refused(why)) => {
+                refused += 1;
+                why
             }
+            Err(health::FetchError::Silent(why)) => why,
+        };
+        let waited = started.elapsed();
+        let only_refusals = loopback && refused == attempts;
+        let patience = match wait {
+            Some(w) => w,
+            None if only_refusals => REFUSED_PATIENCE,
+            None => ENDPOINT_PATIENCE,
+        };
+        if waited >= patience {
+            let hint = match (wait, only_refusals) {
+                (None, true) => format!(
+                    "; every connection was refused, so nothing listens there: check the port, or if the emulator is \
+                     still starting, wait longer with --wait {}s",
+                    ENDPOINT_PATIENCE.as_secs()
+                ),
+                _ => format!("; wait longer with --wait (now {:.0?})", patience),
+            };
+            return Err(TargetError::Endpoint {
+                url: url.into(),
+                message: format!("no answer in {waited:.1?} ({attempts} attempts); last: {why}{hint}"),
+            });
         }
+        tracing::debug!(url, attempts, %why, "endpoint silent; asking again");
+        tokio::time::sleep(Duration::from_millis(500).min(patience.saturating_sub(waited))).await;
     }
+}
+
+/// Whether the URL's host is a loopback address (or `localhost`).
+fn endpoint_is_loopback(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Anything answering HTTP on moto's API page counts as moto.
@@ -600,7 +637,7 @@ mod tests {
                 answer(conn, "200 OK", r#"{"services":{},"version":"4.14.0"}"#);
             }
         });
-        let name = identify_endpoint_within(&url, Duration::from_secs(20)).await.unwrap();
+        let name = identify_endpoint_within(&url, Some(Duration::from_secs(20))).await.unwrap();
         assert_eq!(name, "LocalStack 4.14.0");
     }
 
@@ -611,19 +648,45 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             format!("http://{}", l.local_addr().unwrap())
         };
+        // With --wait, refusals are waited out for as long as the user said.
         let started = Instant::now();
-        let err = identify_endpoint_within(&url, Duration::from_millis(1200)).await.unwrap_err();
+        let err = identify_endpoint_within(&url, Some(Duration::from_millis(4200))).await.unwrap_err();
         let waited = started.elapsed();
         let msg = err.to_string();
         assert!(msg.contains(&url) && msg.contains("no answer in") && msg.contains("attempts"), "{msg}");
-        assert!(waited >= Duration::from_millis(1200), "gave up early: {waited:?}");
+        assert!(msg.contains("wait longer with --wait"), "{msg}");
+        assert!(waited >= Duration::from_millis(4200), "gave up early: {waited:?}");
+    }
+
+    #[tokio::test]
+    async fn a_refused_loopback_endpoint_fails_within_seconds_by_default_and_says_how_to_wait() {
+        let url = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            format!("http://{}", l.local_addr().unwrap())
+        };
+        let started = Instant::now();
+        let msg = identify_endpoint_within(&url, None).await.unwrap_err().to_string();
+        let waited = started.elapsed();
+        assert!(waited >= REFUSED_PATIENCE, "gave up before the refusal patience: {waited:?}");
+        assert!(waited < REFUSED_PATIENCE + Duration::from_secs(2), "a refused loopback port kept us {waited:?}");
+        assert!(msg.contains("every connection was refused") && msg.contains("--wait 60s"), "{msg}");
+    }
+
+    #[test]
+    fn loopback_hosts_are_told_apart_from_others() {
+        for url in ["http://127.0.0.1:4566", "http://localhost:4566", "http://[::1]:4566/", "http://127.0.0.2:1"] {
+            assert!(endpoint_is_loopback(url), "{url}");
+        }
+        for url in ["http://localstack:4566", "http://10.0.0.5:4566", "https://example.com"] {
+            assert!(!endpoint_is_loopback(url), "{url}");
+        }
     }
 
     #[tokio::test]
     async fn an_endpoint_that_answers_as_neither_emulator_fails_at_once() {
         let url = server(|_, conn| answer(conn, "404 Not Found", "{}"));
         let started = Instant::now();
-        let err = identify_endpoint_within(&url, Duration::from_secs(30)).await.unwrap_err();
+        let err = identify_endpoint_within(&url, Some(Duration::from_secs(30))).await.unwrap_err();
         assert!(err.to_string().contains("neither LocalStack nor moto"), "{err}");
         assert!(started.elapsed() < Duration::from_secs(5), "an answer is not retried: {:?}", started.elapsed());
     }

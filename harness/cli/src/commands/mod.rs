@@ -59,6 +59,10 @@ fn target_options(args: &TargetArgs) -> TargetOptions {
     opts.region = args.region.clone();
     opts.profile = args.profile.clone();
     opts.allow_accounts = args.allow_account.clone();
+    if let Some(wait) = args.wait {
+        opts.startup_timeout = wait;
+        opts.endpoint_wait = Some(wait);
+    }
     opts
 }
 
