@@ -604,44 +604,63 @@ mod tests {
         line.split('`').skip(1).step_by(2).map(str::to_string).collect()
     }
 
+    /// Every table docs/SPEC.md documents: its heading; a spec whose one unknown key makes
+    /// the loader list the keys the table accepts; and where the table's instances sit in a
+    /// spec, as keys from the root with `[]` for every element of an array.
+    const TABLES: [(&str, &str, &[&[&str]]); 22] = [
+        ("Top level", "zzz = 1\n", &[&[]]),
+        ("`[scenario]`", "[scenario]\nzzz = 1\n", &[&["scenario"]]),
+        ("`[vpc]`", "[vpc]\nzzz = 1\n", &[&["vpc"]]),
+        ("`[internet_gateway]`", "[internet_gateway]\nzzz = 1\n", &[&["internet_gateway"]]),
+        ("`[[zones]]`", "[[zones]]\nzzz = 1\n", &[&["zones", "[]"]]),
+        ("`[[nat_gateways]]`", "[[nat_gateways]]\nzzz = 1\n", &[&["nat_gateways", "[]"]]),
+        ("`[[nacls]]`", "[[nacls]]\nzzz = 1\n", &[&["nacls", "[]"]]),
+        (
+            "NACL entry (in `ingress` and `egress`)",
+            "[[nacls]]\ningress = [{ zzz = 1 }]\n",
+            &[&["nacls", "[]", "ingress", "[]"], &["nacls", "[]", "egress", "[]"]],
+        ),
+        ("`[[route_tables]]`", "[[route_tables]]\nzzz = 1\n", &[&["route_tables", "[]"]]),
+        (
+            "Route (in `routes`)",
+            "[[route_tables]]\nroutes = [{ zzz = 1 }]\n",
+            &[&["route_tables", "[]", "routes", "[]"]],
+        ),
+        ("`[[security_groups]]`", "[[security_groups]]\nzzz = 1\n", &[&["security_groups", "[]"]]),
+        (
+            "Group rule (in `ingress` and `egress`)",
+            "[[security_groups]]\negress = [{ zzz = 1 }]\n",
+            &[&["security_groups", "[]", "ingress", "[]"], &["security_groups", "[]", "egress", "[]"]],
+        ),
+        ("`[[workloads]]`", "[[workloads]]\nzzz = 1\n", &[&["workloads", "[]"]]),
+        ("`[[externals]]`", "[[externals]]\nzzz = 1\n", &[&["externals", "[]"]]),
+        ("`[flow_log]`", "[flow_log]\nzzz = 1\n", &[&["flow_log"]]),
+        ("`[alarm]`", "[alarm]\nzzz = 1\n", &[&["alarm"]]),
+        ("`[[deviations]]`", "[[deviations]]\nzzz = 1\n", &[&["deviations", "[]"]]),
+        ("`[[intent]]`", "[[intent]]\nzzz = 1\n", &[&["intent", "[]"]]),
+        ("`[[allowed_by_design]]`", "[[allowed_by_design]]\nzzz = 1\n", &[&["allowed_by_design", "[]"]]),
+        ("`[[expected_lint]]`", "[[expected_lint]]\nzzz = 1\n", &[&["expected_lint", "[]"]]),
+        ("`[[expected_findings]]`", "[[expected_findings]]\nzzz = 1\n", &[&["expected_findings", "[]"]]),
+        ("`[[source_checks]]`", "[[source_checks]]\nzzz = 1\n", &[&["source_checks", "[]"]]),
+    ];
+
+    const SPEC_DOC: &str = include_str!("../../docs/SPEC.md");
+
+    /// The section of docs/SPEC.md under `### {heading}`, up to the next one.
+    fn doc_section(heading: &str) -> &'static str {
+        let start = SPEC_DOC.find(&format!("### {heading}\n")).unwrap_or_else(|| panic!("no section {heading}"));
+        let rest = &SPEC_DOC[start + 4..];
+        &rest[..rest.find("\n### ").unwrap_or(rest.len())]
+    }
+
     /// docs/SPEC.md lists every key of every table the loader accepts: adding a field
     /// without documenting it fails here.
     #[test]
     fn the_spec_reference_lists_every_key_the_loader_accepts() {
-        let doc = include_str!("../../docs/SPEC.md");
-        let section = |heading: &str| -> &str {
-            let start = doc.find(&format!("### {heading}\n")).unwrap_or_else(|| panic!("no section {heading}"));
-            let rest = &doc[start + 4..];
-            &rest[..rest.find("\n### ").unwrap_or(rest.len())]
-        };
-        let tables: [(&str, &str); 22] = [
-            ("Top level", "zzz = 1\n"),
-            ("`[scenario]`", "[scenario]\nzzz = 1\n"),
-            ("`[vpc]`", "[vpc]\nzzz = 1\n"),
-            ("`[internet_gateway]`", "[internet_gateway]\nzzz = 1\n"),
-            ("`[[zones]]`", "[[zones]]\nzzz = 1\n"),
-            ("`[[nat_gateways]]`", "[[nat_gateways]]\nzzz = 1\n"),
-            ("`[[nacls]]`", "[[nacls]]\nzzz = 1\n"),
-            ("NACL entry (in `ingress` and `egress`)", "[[nacls]]\ningress = [{ zzz = 1 }]\n"),
-            ("`[[route_tables]]`", "[[route_tables]]\nzzz = 1\n"),
-            ("Route (in `routes`)", "[[route_tables]]\nroutes = [{ zzz = 1 }]\n"),
-            ("`[[security_groups]]`", "[[security_groups]]\nzzz = 1\n"),
-            ("Group rule (in `ingress` and `egress`)", "[[security_groups]]\negress = [{ zzz = 1 }]\n"),
-            ("`[[workloads]]`", "[[workloads]]\nzzz = 1\n"),
-            ("`[[externals]]`", "[[externals]]\nzzz = 1\n"),
-            ("`[flow_log]`", "[flow_log]\nzzz = 1\n"),
-            ("`[alarm]`", "[alarm]\nzzz = 1\n"),
-            ("`[[deviations]]`", "[[deviations]]\nzzz = 1\n"),
-            ("`[[intent]]`", "[[intent]]\nzzz = 1\n"),
-            ("`[[allowed_by_design]]`", "[[allowed_by_design]]\nzzz = 1\n"),
-            ("`[[expected_lint]]`", "[[expected_lint]]\nzzz = 1\n"),
-            ("`[[expected_findings]]`", "[[expected_findings]]\nzzz = 1\n"),
-            ("`[[source_checks]]`", "[[source_checks]]\nzzz = 1\n"),
-        ];
-        for (heading, toml) in tables {
+        for (heading, toml, _) in TABLES {
             let keys = accepted_keys(toml);
             assert!(!keys.is_empty(), "{heading}: {keys:?}");
-            let text = section(heading);
+            let text = doc_section(heading);
             for key in &keys {
                 assert!(text.contains(&format!("| `{key}` |")), "docs/SPEC.md, {heading}: key `{key}` is not listed");
             }
@@ -651,6 +670,274 @@ mod tests {
                 assert!(keys.iter().any(|k| k == listed), "docs/SPEC.md, {heading}: `{listed}` is not a key");
             }
         }
+        // A table added to the page but not to TABLES would escape both tests.
+        for section in SPEC_DOC.split("\n### ").skip(1) {
+            let heading = section.lines().next().unwrap_or_default();
+            if section.contains("\n| key |") {
+                assert!(TABLES.iter().any(|(h, _, _)| *h == heading), "docs/SPEC.md: table {heading} is not in TABLES");
+            }
+        }
+    }
+
+    /// A spec that uses every key of every table, and plans: what the marks test removes
+    /// keys from, one at a time. It is not meant to be deployed or evaluated (its lint and
+    /// openings are made up), only to load and plan.
+    const EVERY_KEY: &str = r##"
+[scenario]
+name = "every-key"
+title = "Every key of every table, once"
+source = "harness/src/spec.rs"
+variant = "as-written"
+
+[vpc]
+cidr = "10.9.0.0/16"
+name = "every-key-vpc"
+tags = { Owner = "tests" }
+ephemeral_ports = "1024-65535"
+
+[internet_gateway]
+name = "every-key-igw"
+
+[[zones]]
+name = "public"
+cidr = "10.9.1.0/24"
+az = "a"
+subnet_name = "every-key-public"
+nacl = "public"
+tier = "front"
+isolated = false
+tags = { Zone = "public" }
+ephemeral_ports = "32768-60999"
+
+[[zones]]
+name = "private"
+cidr = "10.9.2.0/24"
+subnet_name = "every-key-private"
+nacl = "default"
+
+[[zones]]
+name = "admin"
+cidr = "10.9.3.0/24"
+subnet_name = "every-key-admin"
+nacl = "default"
+
+[[nat_gateways]]
+name = "nat"
+zone = "public"
+tag_name = "every-key-nat"
+
+[[nacls]]
+name = "public"
+tag_name = "every-key-public-nacl"
+tags = { Zone = "public" }
+ingress = [{ rule = 100, protocol = "tcp", ports = 443, cidr = "0.0.0.0/0", action = "allow" }]
+egress = [{ rule = 100, protocol = "tcp", ports = "1024-65535", cidr = "0.0.0.0/0", action = "allow" }]
+
+[[route_tables]]
+name = "public"
+tag_name = "every-key-public-rt"
+zones = ["public"]
+routes = [{ destination = "0.0.0.0/0", target = "internet-gateway" }]
+
+[[route_tables]]
+name = "private"
+tag_name = "every-key-private-rt"
+zones = ["private", "admin"]
+routes = [{ destination = "0.0.0.0/0", target = "nat-gateway", nat_gateway = "nat" }]
+
+[[security_groups]]
+name = "web"
+group_name = "every-key-web"
+description = "443 from the internet, 8080 to the app"
+zone = "public"
+tags = { Tier = "web" }
+keep_default_egress = false
+ingress = [{ protocol = "tcp", ports = 443, cidr = "0.0.0.0/0" }]
+egress = [{ protocol = "tcp", ports = 8080, group = "app" }]
+
+[[security_groups]]
+name = "app"
+group_name = "every-key-app"
+description = "8080 from the web tier"
+zones = ["private"]
+ingress = [{ protocol = "tcp", ports = 8080, group = "web" }]
+
+[[security_groups]]
+name = "bastion"
+group_name = "every-key-bastion"
+description = "SSH from the office"
+ingress = [{ protocol = "tcp", ports = 22, cidr = "203.0.113.0/24" }]
+
+[[workloads]]
+name = "jumpbox"
+zone = "admin"
+groups = ["bastion"]
+
+[[externals]]
+name = "office"
+cidr = "203.0.113.0/24"
+ephemeral_ports = "49152-65535"
+
+[flow_log]
+traffic_type = "REJECT"
+log_group = "every-key-flow-logs"
+retention_days = 30
+role_name = "every-key-flow-logs"
+role_policy_name = "every-key-flow-logs-delivery"
+
+[alarm]
+name = "every-key-rejects"
+description = "rejected traffic"
+metric_filter_name = "every-key-rejects"
+filter_pattern = "[version, account, eni, source, destination, srcport, destport, protocol, packets, bytes, start, end, action = REJECT, status]"
+metric_value = "$packets"
+namespace = "Microseg/Tests"
+metric_name = "RejectedPackets"
+statistic = "Sum"
+period = 300
+evaluation_periods = 1
+threshold = 100.0
+comparison = "GreaterThanThreshold"
+
+[[deviations]]
+id = "D1"
+source_says = "nothing: the spec has no source"
+spec_does = "every key of every table, once"
+reason = "a test removes each key in turn"
+
+[[intent]]
+from = "internet"
+to = "public"
+protocol = "tcp"
+ports = 443
+why = "customers reach the web tier"
+
+[[intent]]
+from = "office"
+to = "jumpbox"
+protocol = "tcp"
+ports = 22
+blocked_by_design = "the admin zone has no route from the internet"
+
+[[allowed_by_design]]
+from = "private"
+to = "public"
+protocol = "tcp"
+ports = 443
+why = "the app group keeps the default egress and the web group admits 443 from anywhere"
+
+[[expected_lint]]
+owner = "NACL public"
+rule = "#100 allow tcp/443 0.0.0.0/0"
+kind = "redundant"
+why = "made up: this spec only has to plan"
+
+[[expected_findings]]
+id = "MS-DEFAULT-SG-OPEN"
+resource = "default security group"
+why = "the spec leaves the VPC's default group as AWS creates it"
+
+[[source_checks]]
+id = "every-key-associations"
+title = "the public subnet is on the public NACL"
+kind = "nacl-associations"
+zone = "public"
+nacl = "public"
+group = "web"
+references = ["app"]
+targets = ["local"]
+"##;
+
+    /// The instances of a table in a spec: `path` as in [`TABLES`].
+    fn instances_mut<'a>(v: &'a mut toml::Value, path: &[&str]) -> Vec<&'a mut toml::Table> {
+        match path.split_first() {
+            None => v.as_table_mut().into_iter().collect(),
+            Some((&"[]", rest)) => {
+                v.as_array_mut().into_iter().flatten().flat_map(|e| instances_mut(e, rest)).collect()
+            }
+            Some((key, rest)) => v.get_mut(*key).into_iter().flat_map(|e| instances_mut(e, rest)).collect(),
+        }
+    }
+
+    /// What becomes of a spec that lacks one key.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Without {
+        /// The loader refuses it: serde's "missing field".
+        DoesNotLoad,
+        /// It loads, and the plan refuses it with a problem at that key.
+        PlanRefuses,
+        /// It loads.
+        Loads,
+    }
+
+    /// The *required* column of docs/SPEC.md says what the loader does, judged by its
+    /// behaviour: each key in turn is removed from the first instance of its table that
+    /// has it in [`EVERY_KEY`]. `yes` holds exactly when the spec then fails with
+    /// "missing field"; `yes (checked by plan)` when it loads but the plan names the key;
+    /// `no` when it loads. An optional key may still be needed in some cases (`ports` for
+    /// tcp), so for `no` the plan's verdict is not judged: whether the plan needs a key
+    /// depends on the rest of the spec, and the meaning column says when.
+    #[test]
+    fn the_spec_reference_marks_required_keys_as_the_loader_requires_them() {
+        let (spec, source) = parse(SpecSource { path: "every-key.toml".into(), text: EVERY_KEY.into() }).unwrap();
+        // Any refusal below is then the removed key's doing.
+        if let Err(e) = crate::plan::Plan::from_spec(&spec, &source) {
+            panic!("EVERY_KEY must plan: {e}");
+        }
+        let complete: toml::Value = toml::from_str(EVERY_KEY).unwrap();
+        let (mut unexercised, mut wrong) = (Vec::new(), Vec::new());
+        for (heading, unknown, paths) in TABLES {
+            let section = doc_section(heading);
+            for key in accepted_keys(unknown) {
+                let row = section.lines().find(|l| l.starts_with(&format!("| `{key}` |")));
+                let mark = row.and_then(|r| r.split('|').nth(2)).map(str::trim).unwrap_or_default();
+                let documented = match mark {
+                    "yes" => Without::DoesNotLoad,
+                    "yes (checked by plan)" => Without::PlanRefuses,
+                    m if m == "no" || m.starts_with("no (") => Without::Loads,
+                    m => {
+                        panic!("docs/SPEC.md, {heading}: `{key}` is marked {m:?}, not yes, yes (checked by plan) or no")
+                    }
+                };
+                let mut without = complete.clone();
+                let removed = paths.iter().any(|path| {
+                    instances_mut(&mut without, path).into_iter().find_map(|t| t.remove(key.as_str())).is_some()
+                });
+                if !removed {
+                    unexercised.push(format!("{heading}: `{key}`"));
+                    continue;
+                }
+                let text = toml::to_string(&without).unwrap();
+                let outcome = match parse(SpecSource { path: "without.toml".into(), text }) {
+                    Err(SpecError::Parse { message, .. }) if message == format!("missing field `{key}`") => {
+                        Without::DoesNotLoad
+                    }
+                    Err(e) => panic!("{heading}: without `{key}` the loader says something else: {e}"),
+                    Ok((spec, source)) => match crate::plan::Plan::from_spec(&spec, &source) {
+                        Err(e)
+                            if e.problems.iter().any(|p| p.field == key || p.field.ends_with(&format!(".{key}"))) =>
+                        {
+                            Without::PlanRefuses
+                        }
+                        _ => Without::Loads,
+                    },
+                };
+                // Only `yes (checked by plan)` asks the plan: see above.
+                let agrees = match documented {
+                    Without::Loads => outcome != Without::DoesNotLoad,
+                    _ => outcome == documented,
+                };
+                if !agrees {
+                    wrong.push(format!("{heading}: `{key}` is marked {mark:?}, but without it: {outcome:?}"));
+                }
+            }
+        }
+        assert!(
+            unexercised.is_empty(),
+            "EVERY_KEY does not use these keys, so their marks went unchecked; add them:\n{}",
+            unexercised.join("\n")
+        );
+        assert!(wrong.is_empty(), "docs/SPEC.md's required marks disagree with the loader:\n{}", wrong.join("\n"));
     }
 
     #[test]
