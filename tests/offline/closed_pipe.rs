@@ -8,12 +8,14 @@ use std::process::Command;
 use crate::pipe::with_stdout_closed;
 
 #[test]
-fn plan_in_every_form_ends_quietly_on_a_closed_pipe() {
+fn plan_completions_and_man_end_quietly_on_a_closed_pipe() {
     for args in [
         &["plan"][..],
         &["plan", "--reach"],
         &["plan", "--reach", "--json"],
         &["plan", "--scenario", "microservices", "--variant", "hardened", "--reach"],
+        &["completions", "bash"],
+        &["man"],
     ] {
         let out = with_stdout_closed(Command::new(env!("CARGO_BIN_EXE_microseg")).args(args));
         let stderr = String::from_utf8_lossy(&out.stderr);

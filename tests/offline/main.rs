@@ -24,5 +24,8 @@ mod readme;
 // `| head`: a closed pipe ends the output quietly, exit 141.
 mod closed_pipe;
 
+// Shell completions and the man page, from the clap definitions.
+mod completions;
+
 // The JSON report against its schema.
 mod report_schema;

@@ -12,9 +12,10 @@ use microseg_harness::target::TargetKind;
 
 use crate::render::Format;
 
-/// microseg: build, validate and tear down AWS micro-segmentation scenarios.
+/// Tests AWS network micro-segmentation: builds a scenario on LocalStack or a sandbox
+/// account, checks it and tears it down, or gates a deployment something else built.
 #[derive(Debug, Parser)]
-#[command(name = "microseg", version, about, long_about = None)]
+#[command(name = "microseg", version, long_about = None, after_help = EXAMPLES_TOP)]
 pub struct Cli {
     /// The command.
     #[command(subcommand)]
@@ -27,26 +28,80 @@ pub struct Cli {
     pub quiet: bool,
 }
 
+/// Examples under each `--help`. Each line after `$ ` is a command line that parses
+/// (`tests::every_example_in_the_help_parses`).
+const EXAMPLES_TOP: &str = "Examples:
+  $ microseg run
+  $ microseg plan --scenario three-tier --reach
+  $ microseg validate --scenario recipe --target endpoint=http://127.0.0.1:4566 --tag app=payments";
+const EXAMPLES_RUN: &str = "Examples:
+  $ microseg run
+  $ microseg run --scenario microservices --variant hardened --format junit --report-json report.json
+  $ microseg run --spec my-design.toml --target endpoint=http://127.0.0.1:4566 --wait 30s";
+const EXAMPLES_PLAN: &str = "Examples:
+  $ microseg plan --spec my-design.toml
+  $ microseg plan --scenario recipe --reach";
+const EXAMPLES_SWEEP: &str = "Examples:
+  $ microseg sweep --abandoned
+  $ microseg sweep --older-than 6h --target aws --region eu-west-1 --allow-account 123456789012";
+const EXAMPLES_VALIDATE: &str = "Examples:
+  $ microseg validate --scenario recipe --target endpoint=http://127.0.0.1:4566 --vpc-id vpc-0abc
+  $ microseg validate --spec ours.toml --target aws --allow-account 123456789012 --tag app=payments --format sarif";
+const EXAMPLES_SNAPSHOT: &str = "Examples:
+  $ microseg snapshot --target endpoint=http://127.0.0.1:4566 --vpc-id vpc-0abc --out deployment.json
+  $ microseg validate --scenario recipe --from-snapshot deployment.json";
+const EXAMPLES_DOCTOR: &str = "Examples:
+  $ microseg doctor
+  $ microseg doctor --target localstack-container";
+const EXAMPLES_REPORT: &str = "Examples:
+  $ microseg report --scenario recipe --target endpoint=http://127.0.0.1:4566 --vpc-id vpc-0abc
+  $ microseg report --scenario recipe --from-snapshot deployment.json --format html";
+const EXAMPLES_BENCH: &str = "Examples:
+  $ microseg bench
+  $ microseg bench --runs 3 --no-script --json";
+const EXAMPLES_COMPLETIONS: &str = "Examples:
+  $ microseg completions bash
+  $ microseg completions zsh";
+const EXAMPLES_MAN: &str = "Examples:
+  $ microseg man";
+
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build a scenario, check it, tear it down, and prove nothing is left.
+    #[command(after_help = EXAMPLES_RUN)]
     Run(RunArgs),
     /// Validate a scenario spec and print the plan; no API calls.
+    #[command(after_help = EXAMPLES_PLAN)]
     Plan(PlanArgs),
     /// Delete what crashed or kept runs left behind (only resources with a run tag).
+    #[command(after_help = EXAMPLES_SWEEP)]
     Sweep(SweepArgs),
     /// Check a deployment that microseg did not build (the acceptance gate).
+    #[command(after_help = EXAMPLES_VALIDATE)]
     Validate(ValidateArgs),
     /// Write what a deployment looks like to a file, for an offline `validate`.
+    #[command(after_help = EXAMPLES_SNAPSHOT)]
     Snapshot(SnapshotArgs),
     /// Which targets can serve here, their versions and divergences.
+    #[command(after_help = EXAMPLES_DOCTOR)]
     Doctor(TargetArgs),
     /// Draw a deployment (as `validate` reads it): Mermaid by default, or any format.
+    #[command(after_help = EXAMPLES_REPORT)]
     Report(ValidateArgs),
     /// Measure full runs, their calls against the floor, target start times, the
     /// recipe's own script on the same emulator, and the evaluator.
+    #[command(after_help = EXAMPLES_BENCH)]
     Bench(BenchArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = EXAMPLES_COMPLETIONS)]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), generated from these same definitions.
+    #[command(after_help = EXAMPLES_MAN)]
+    Man,
 }
 
 /// `bench` arguments.
@@ -270,7 +325,7 @@ fn fault(s: &str) -> Result<Fault, String> {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
+    use clap::{CommandFactory, Parser};
 
     use super::*;
 
@@ -316,5 +371,25 @@ mod tests {
             assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{args:?}: {e}");
             assert!(e.to_string().contains(says), "{args:?}: {e}");
         }
+    }
+
+    /// Every `$ microseg …` line under every `--help` is a command line that parses: an
+    /// example a user copies must not fail on a typo'd flag.
+    #[test]
+    fn every_example_in_the_help_parses() {
+        let top = Cli::command();
+        let mut checked = 0;
+        for cmd in std::iter::once(&top).chain(top.get_subcommands()) {
+            let help = cmd.get_after_help().map(|h| h.to_string()).unwrap_or_default();
+            assert!(help.starts_with("Examples:"), "`{}` has no examples in its help", cmd.get_name());
+            for line in help.lines().filter_map(|l| l.trim().strip_prefix("$ ")) {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                if let Err(e) = Cli::try_parse_from(&words) {
+                    panic!("the example `{line}` does not parse: {e}");
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 2 * top.get_subcommands().count(), "{checked} examples");
     }
 }

@@ -33,6 +33,20 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Bench(args) => bench::bench(&args, quiet).await,
         Command::Snapshot(args) => snapshot::snapshot(&args, quiet).await,
         Command::Doctor(args) => doctor::doctor(&args).await,
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "microseg", &mut script);
+            out!("{}", String::from_utf8_lossy(&script));
+            Ok(())
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+                .render(&mut page)
+                .map_err(|e| CliError::Output(format!("rendering the man page: {e}")))?;
+            out!("{}", String::from_utf8_lossy(&page));
+            Ok(())
+        }
     }
 }
 
