@@ -851,3 +851,42 @@ async fn a_failure_at_each_kind_of_build_call_leaves_nothing() {
         started.elapsed().as_secs_f64()
     );
 }
+
+/// The capability probe runs once per emulator instance: a second invocation against the
+/// same LocalStack, with the same cache, takes the first one's verdict (its only VPC is
+/// the run's own), and so does a third; an emulator started anew (another session) is
+/// probed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_probe_runs_once_per_emulator_instance() {
+    let _t = timer();
+    let cache = tempfile::tempdir().unwrap();
+    let run = |url: String| {
+        let cache = cache.path().to_path_buf();
+        async move {
+            let out = tokio::task::spawn_blocking(move || {
+                std::process::Command::new(env!("CARGO_BIN_EXE_microseg"))
+                    .args(["--quiet", "run", "--target", &format!("endpoint={url}"), "--format", "json"])
+                    .env("MICROSEG_CACHE_DIR", cache)
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap();
+            assert_eq!(out.status.code(), Some(exit::PASS), "{}", String::from_utf8_lossy(&out.stderr));
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["capabilities"].clone()
+        }
+    };
+    let vpcs = |proxy: &FaultProxy| proxy.calls.lock().unwrap().get("CreateVpc").copied().unwrap_or(0);
+    let proxy = FaultProxy::start(endpoint(Group::Faults), Plan::default()).await;
+    let probed = run(proxy.url()).await;
+    assert_eq!(vpcs(&proxy), 2, "the first invocation probes (a VPC) and runs (a VPC)");
+    for n in [3, 4] {
+        let reused = run(proxy.url()).await;
+        assert_eq!(vpcs(&proxy), n, "a later invocation on the same instance makes only its run's VPC");
+        assert_eq!(reused, probed, "the verdict is the one the probe reached");
+    }
+    // Another instance (the shared group's emulator: another session id), same cache.
+    let other = FaultProxy::start(endpoint(Group::Shared), Plan::default()).await;
+    run(other.url()).await;
+    assert_eq!(vpcs(&other), 2, "another emulator instance is probed afresh");
+}

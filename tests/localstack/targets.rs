@@ -85,7 +85,11 @@ async fn endpoint_target_serves_an_emulator_already_running() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_finds_the_nacl_divergences_by_behaviour() {
     let _t = crate::support::timer();
-    let t = Target::start(&TargetOptions::new(TargetKind::Endpoint(shared_endpoint().to_string()))).await.unwrap();
+    // A probe now, not an earlier verdict for this emulator instance.
+    let mut opts = TargetOptions::new(TargetKind::Endpoint(shared_endpoint().to_string()));
+    opts.reuse_probe = false;
+    let t = Target::start(&opts).await.unwrap();
+    assert!(!t.probe_cached);
     assert!(t.capabilities.has(Divergence::NaclWithoutDefaultDeny));
     assert!(t.capabilities.has(Divergence::NaclRuleNumberUnbounded));
 }

@@ -15,6 +15,7 @@ pub mod container;
 pub mod health;
 pub mod host;
 pub mod listen;
+pub mod probe_cache;
 pub mod python;
 pub mod reaper;
 
@@ -109,6 +110,9 @@ pub struct TargetOptions {
     /// Only for tests of the guard, where an emulator stands in for the account; the
     /// CLI does not expose it.
     pub aws_endpoint_override: Option<String>,
+    /// Take the probe's verdict from an earlier probe of the same emulator instance
+    /// when there is one (`probe_cache`); `false` probes regardless.
+    pub reuse_probe: bool,
     /// How long an `endpoint=<url>` may stay silent (`--wait`). `None`: up to
     /// [`ENDPOINT_PATIENCE`], but only [`REFUSED_PATIENCE`] while loopback refuses every
     /// connection, since then nothing listens there.
@@ -129,6 +133,7 @@ impl TargetOptions {
             ledger_dir: None,
             aws_endpoint_override: None,
             endpoint_wait: None,
+            reuse_probe: true,
         }
     }
 }
@@ -285,6 +290,9 @@ pub struct Target {
     pub start_to_ready: Duration,
     /// Time spent installing the venv (host, cold only).
     pub venv_install: Duration,
+    /// Whether the divergences came from an earlier probe of this same emulator instance
+    /// (`probe_cache`) instead of a probe now.
+    pub probe_cached: bool,
     guard: Guard,
 }
 
@@ -334,6 +342,17 @@ impl Target {
         };
         target.chosen_because = chosen_because;
         if target.capabilities.emulator.is_some() && opts.probe {
+            // Probed already, this very instance: its behaviour has not changed.
+            let endpoint = target.endpoint.clone().unwrap_or_default();
+            let instance = tokio::task::spawn_blocking(move || probe_cache::instance_id(&endpoint))
+                .await
+                .expect("the info fetch does not panic");
+            if let Some(known) = instance.as_deref().filter(|_| opts.reuse_probe).and_then(probe_cache::load) {
+                tracing::info!("divergences of this emulator instance probed earlier: {:?}", known.divergences);
+                target.capabilities = known;
+                target.probe_cached = true;
+                return Ok(target);
+            }
             let clients = Clients::new(&target.sdk_config);
             let dir = opts.ledger_dir.clone().unwrap_or_else(ledger::runs_dir);
             let ledger = Ledger::create(
@@ -345,6 +364,9 @@ impl Target {
                 &target.region,
             )?;
             capabilities::probe(&clients, &mut target.capabilities, ledger).await?;
+            if let Some(instance) = instance {
+                probe_cache::store(&instance, &target.capabilities);
+            }
         }
         Ok(target)
     }
@@ -363,6 +385,7 @@ impl Target {
             capabilities: Capabilities::emulator(family.to_string()),
             start_to_ready: Duration::ZERO,
             venv_install: Duration::ZERO,
+            probe_cached: false,
             guard,
         }
     }
@@ -573,6 +596,7 @@ async fn start_aws(opts: &TargetOptions) -> Result<Target, TargetError> {
         capabilities: Capabilities::aws(),
         start_to_ready: started.elapsed(),
         venv_install: Duration::ZERO,
+        probe_cached: false,
         guard: Guard::None,
     })
 }
