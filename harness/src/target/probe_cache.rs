@@ -52,4 +52,18 @@ pub fn store(instance: &str, caps: &Capabilities) {
     if let Err(e) = written {
         tracing::debug!("keeping the probe's verdict in {}: {e}", file.display());
     }
+    forget_old(&file);
+}
+
+/// Removes verdicts older than a week: one file per emulator start would pile up, and
+/// an emulator left running that long is probed again at worst.
+fn forget_old(kept: &std::path::Path) {
+    const WEEK: Duration = Duration::from_secs(7 * 24 * 3600);
+    let Some(dir) = kept.parent() else { return };
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().unwrap_or_default() > WEEK);
+        if old {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
