@@ -15,3 +15,18 @@ pub fn with_stdout_closed(cmd: &mut Command) -> Output {
     drop(child.stdout.take());
     child.wait_with_output().expect("the binary ends")
 }
+
+/// As [`with_stdout_closed`], with stderr's reader gone too (`2>&1 | head`): only the
+/// exit status is left to tell a quiet end (141) from a panic (101).
+#[allow(dead_code)] // the offline suite has no command that writes to stderr
+pub fn with_both_closed(cmd: &mut Command) -> std::process::ExitStatus {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env("RUST_BACKTRACE", "1")
+        .spawn()
+        .expect("the binary starts");
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    child.wait().expect("the binary ends")
+}

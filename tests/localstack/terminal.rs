@@ -3,7 +3,7 @@
 
 use microseg_cli::exit;
 
-use crate::pipe::with_stdout_closed;
+use crate::pipe::{with_both_closed, with_stdout_closed};
 use crate::support::microseg_on_shared;
 
 #[test]
@@ -52,6 +52,19 @@ async fn every_subcommand_and_format_ends_quietly_on_a_closed_pipe() {
         let run = microseg_harness::run_id::RunId::parse(written["run_id"].as_str().unwrap()).unwrap();
         assert!(crate::support::inventory_of(&clients, &run).await.is_empty(), "run --format {format} left resources");
     }
+    // `2>&1 | head`: progress lines (no --quiet) and the report both meet closed pipes.
+    let report = dir.path().join("run-both-closed.json");
+    let status = with_both_closed(std::process::Command::new(env!("CARGO_BIN_EXE_microseg")).args([
+        "run",
+        "--target",
+        &endpoint,
+        "--report-json",
+        report.to_str().unwrap(),
+    ]));
+    assert_eq!(status.code(), Some(exit::CLOSED_PIPE), "a run with stdout and stderr closed: {status}");
+    let written: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let run = microseg_harness::run_id::RunId::parse(written["run_id"].as_str().unwrap()).unwrap();
+    assert!(crate::support::inventory_of(&clients, &run).await.is_empty(), "the run with stderr closed left resources");
     // A deployment to validate and draw, kept until the sweep below.
     let (clients, _, kept) = crate::support::kept_recipe_run().await;
     let _sweep = crate::support::SweepOnDrop::new(&clients, &kept.run_id);

@@ -7,6 +7,7 @@
 //! its verdict deserves, so the engine knows them, and they are taken from there. Usage
 //! and target errors arise only at the command line.
 
+use crate::out::errln;
 use std::fmt;
 
 use microseg_harness::verdict::Verdict;
@@ -78,7 +79,7 @@ impl CliError {
                 let _ = e.print();
             }
             CliError::Usage(m) | CliError::Spec(m) | CliError::Output(m) | CliError::TargetUnavailable(m) => {
-                eprintln!("error: {m}")
+                errln!("error: {m}")
             }
             CliError::TargetUnavailableShown
             | CliError::Findings

@@ -6,7 +6,8 @@
 //! through [`write`] instead, which turns a closed pipe into [`CliError::ClosedPipe`]:
 //! output stops, nothing more is printed, and the process exits 141, the status a shell
 //! gives a process that SIGPIPE ended. Teardown is never skipped for it: a run prints its
-//! report only after teardown.
+//! report only after teardown. Lines for stderr go through [`errln`], which drops them
+//! when stderr is closed.
 
 use std::fmt;
 use std::io::Write;
@@ -35,4 +36,13 @@ macro_rules! outln {
     ($($arg:tt)*) => { $crate::out::write(format_args!("{}\n", format_args!($($arg)*)))? };
 }
 
-pub(crate) use {out, outln};
+/// `eprintln!` that never panics: progress, warnings and errors are for people, and a
+/// closed stderr (`2>&1 | head`) must not stop a command, least of all mid-teardown.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
+pub(crate) use {errln, out, outln};

@@ -185,7 +185,7 @@ impl LocalStackHost {
     fn terminate(&mut self) {
         let Some(mut child) = self.child.take() else { return };
         if self.keep {
-            eprintln!("MICROSEG_KEEP: leaving LocalStack running at {} (pid {})", self.endpoint(), child.id());
+            tracing::warn!("MICROSEG_KEEP: leaving LocalStack running at {} (pid {})", self.endpoint(), child.id());
             reaper::unregister(self.ticket);
             reaper::unregister(self.dir_ticket);
             return;

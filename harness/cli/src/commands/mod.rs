@@ -10,7 +10,7 @@ mod snapshot;
 mod sweep;
 mod validate;
 
-use crate::out::out;
+use crate::out::{errln, out};
 use std::time::Instant;
 
 use microseg_harness::plan::Plan;
@@ -53,7 +53,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<(), CliError> {
 /// A progress line on stderr, unless `--quiet`.
 fn progress(quiet: bool, msg: impl AsRef<str>) {
     if !quiet {
-        eprintln!("{}", msg.as_ref());
+        errln!("{}", msg.as_ref());
     }
 }
 

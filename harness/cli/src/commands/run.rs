@@ -1,6 +1,6 @@
 //! `microseg run`: build a scenario, check it, tear it down, and prove nothing is left.
 
-use crate::out::outln;
+use crate::out::{errln, outln};
 use microseg_harness::report;
 use microseg_harness::run::{self, RunError, RunOptions, RunTarget};
 
@@ -38,7 +38,7 @@ pub(crate) async fn run(args: &RunArgs, quiet: bool) -> Result<(), CliError> {
     }
     let result = match result {
         Err(RunError::TeardownAbandoned { run_id }) => {
-            eprintln!("second Ctrl-C: stopping now; finish with `microseg sweep --run-id {run_id}`");
+            errln!("second Ctrl-C: stopping now; finish with `microseg sweep --run-id {run_id}`");
             // At once, as a second Ctrl-C promises: no emulator shutdown and no waiting on
             // the runtime (the reaper's exit hook still stops what we started).
             std::process::exit(CliError::Interrupted.exit_code());
@@ -49,7 +49,7 @@ pub(crate) async fn run(args: &RunArgs, quiet: bool) -> Result<(), CliError> {
                 && let Err(e) = std::fs::write(path, report::json(&report))
             {
                 // The report on stdout still comes; the exit code is the run's.
-                eprintln!("error: cannot write {}: {e}", path.display());
+                errln!("error: cannot write {}: {e}", path.display());
             }
             print_report(Report::Run { report: &report, plan: &plan }, args.format)
         }

@@ -1,7 +1,7 @@
 //! `microseg sweep`: delete what crashed or kept runs left behind: only resources that
 //! carry a run tag.
 
-use crate::out::outln;
+use crate::out::{errln, outln};
 use microseg_harness::ledger;
 use microseg_harness::sweep::{self, Selection};
 use microseg_harness::target::Target;
@@ -72,7 +72,7 @@ async fn sweep_abandoned(args: &SweepArgs, quiet: bool) -> Result<(), CliError> 
             Ok(r) if r.leftovers.is_empty() => {
                 outln!("{}: {} resource(s) swept, none left", data.run_id, r.found.len());
                 if let Err(e) = ledger::mark_file_torn_down(&path) {
-                    eprintln!("warning: {e}");
+                    errln!("warning: {e}");
                 }
             }
             Ok(r) => {
@@ -81,7 +81,7 @@ async fn sweep_abandoned(args: &SweepArgs, quiet: bool) -> Result<(), CliError> 
             }
             Err(e) => {
                 // Said here, by run, so the other runs are still tried.
-                eprintln!("error: {}: {e}", data.run_id);
+                errln!("error: {}: {e}", data.run_id);
                 result = Err(CliError::TargetUnavailableShown);
             }
         }
