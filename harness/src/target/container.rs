@@ -130,6 +130,7 @@ impl LocalStackContainer {
             Err(why) => {
                 let condition = match why {
                     NotReady::Exited(s) => s,
+                    NotReady::Broken(services) => format!("a service failed to load: {services}"),
                     NotReady::Timeout { waited, last } => {
                         format!("services not available after {waited:.0?} (last: {last})")
                     }

@@ -83,6 +83,11 @@ pub fn fetch_within(base_url: &str, limit: Duration) -> Result<Health, FetchErro
 pub enum NotReady {
     /// The process behind it exited; its status.
     Exited(String),
+    /// A required service reports `error`: its plugin failed to load, and LocalStack
+    /// does not load it again. Seen once in about a dozen suites, when two host
+    /// instances started at the same moment (`could not load service plugin
+    /// cloudwatch`); waiting on would only spend the whole timeout.
+    Broken(String),
     /// The timeout passed; the last state seen.
     Timeout {
         /// How long we waited.
@@ -107,6 +112,9 @@ pub async fn wait_ready(
         let url = base_url.to_string();
         let last = match tokio::task::spawn_blocking(move || fetch(&url)).await.expect("health poll does not panic") {
             Ok(h) if h.missing().is_empty() => return Ok(h),
+            Ok(h) if h.missing().iter().any(|m| m.ends_with("=error")) => {
+                return Err(NotReady::Broken(h.missing().join(", ")));
+            }
             Ok(h) => format!("services not ready: {}", h.missing().join(", ")),
             Err(e) => e,
         };

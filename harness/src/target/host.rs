@@ -19,6 +19,9 @@ use super::listen::Listen;
 use super::python::{self, cache_dir, tail_of};
 use super::reaper::{self, Reapable, Ticket};
 
+/// How a start whose service failed to load is reported (and recognised for a retry).
+const BROKEN: &str = "a service failed to load";
+
 /// How long LocalStack gets to exit after SIGTERM before SIGKILL.
 const GRACE: Duration = Duration::from_secs(5);
 
@@ -55,6 +58,18 @@ impl LocalStackHost {
         keep: bool,
         extra: &[&str],
     ) -> Result<LocalStackHost, TargetError> {
+        // A service that failed to load never recovers in that process, and a fresh one
+        // has always loaded it: one more start, then the error stands.
+        match LocalStackHost::start_once(startup_timeout, keep, extra).await {
+            Err(TargetError::NotReady { condition, .. }) if condition.starts_with(BROKEN) => {
+                tracing::warn!("LocalStack started with {condition}; starting a fresh one");
+                LocalStackHost::start_once(startup_timeout, keep, extra).await
+            }
+            other => other,
+        }
+    }
+
+    async fn start_once(startup_timeout: Duration, keep: bool, extra: &[&str]) -> Result<LocalStackHost, TargetError> {
         // Before the venv: a bad address is a usage error, not worth a minute's install.
         let listen = Listen::from_env()?;
         let venv = tokio::task::spawn_blocking(|| {
@@ -151,6 +166,7 @@ impl LocalStackHost {
             Err(why) => {
                 let condition = match why {
                     NotReady::Exited(status) => format!("LocalStack exited ({status}) before it was ready"),
+                    NotReady::Broken(services) => format!("{BROKEN}: {services}"),
                     NotReady::Timeout { waited, last } => {
                         format!("services not available after {:.0?} (last: {last})", waited)
                     }

@@ -707,6 +707,18 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_service_that_failed_to_load_is_reported_at_once_not_after_the_timeout() {
+        let url = server(|_, conn| {
+            let services = r#"{"ec2":"running","iam":"running","logs":"running","cloudwatch":"error","sts":"running"}"#;
+            answer(conn, "200 OK", &format!(r#"{{"services":{services},"version":"4.14.0"}}"#))
+        });
+        let started = Instant::now();
+        let err = health::wait_ready(&url, Duration::from_secs(30), || None).await.unwrap_err();
+        assert_eq!(err, health::NotReady::Broken("cloudwatch=error".into()));
+        assert!(started.elapsed() < Duration::from_secs(5), "waited {:?} for a broken service", started.elapsed());
+    }
+
+    #[tokio::test]
     async fn an_endpoint_that_answers_as_neither_emulator_fails_at_once() {
         let url = server(|_, conn| answer(conn, "404 Not Found", "{}"));
         let started = Instant::now();
