@@ -3,10 +3,11 @@
 //!
 //! Creations run concurrently within three waves bounded by the dependency depth:
 //! 1. VPC, internet gateway, IAM role, log group, Elastic IPs;
-//! 2. subnets, NACLs, security groups, route tables, IGW attachment, role policy, metric
-//!    filter and alarm, flow log;
-//! 3. NACL entries, NACL associations, security-group rules, NAT gateways (waited until
-//!    available), then routes and route-table associations.
+//! 2. subnets (with public addressing for public zones), NACLs, security groups, route
+//!    tables, IGW attachment, role policy, metric filter and alarm, flow log;
+//! 3. NACL entries, NACL associations, security-group rules, the default group's rules
+//!    revoked where the spec closes it, NAT gateways (waited until available), then routes
+//!    and route-table associations.
 //!
 //! Every resource is tagged at creation (`TagSpecifications`), so even a resource whose
 //! id never reached the ledger (killed between the call and the write) is found by tag.
@@ -15,8 +16,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_sdk_ec2::types::{
-    DomainType, Filter, FlowLogsResourceType, IcmpTypeCode, IpPermission, IpRange, Ipv6Range, LogDestinationType,
-    ResourceType, Tag, TagSpecification, TrafficType, UserIdGroupPair,
+    AttributeBooleanValue, DomainType, Filter, FlowLogsResourceType, IcmpTypeCode, IpPermission, IpRange, Ipv6Range,
+    LogDestinationType, ResourceType, Tag, TagSpecification, TrafficType, UserIdGroupPair,
 };
 use ipnet::IpNet;
 
@@ -229,6 +230,18 @@ pub async fn build(plan: &Plan, ctx: &BuildContext<'_>) -> Result<Bindings, Buil
             .map_err(fail(format!("subnet {}", z.name)))?;
             let id = out.subnet().and_then(|s| s.subnet_id()).unwrap_or_default().to_string();
             ctx.record(ResourceKind::Subnet, &id, &z.name, None)?;
+            if z.public {
+                settle("ModifySubnetAttribute", || {
+                    ctx.clients
+                        .ec2
+                        .modify_subnet_attribute()
+                        .subnet_id(&id)
+                        .map_public_ip_on_launch(AttributeBooleanValue::builder().value(true).build())
+                        .send()
+                })
+                .await
+                .map_err(fail(format!("subnet {} public addressing", z.name)))?;
+            }
             Ok::<_, BuildError>((z.name.clone(), id))
         })),
         settle_all(plan.nacls.iter().map(|n| async {
@@ -322,10 +335,16 @@ pub async fn build(plan: &Plan, ctx: &BuildContext<'_>) -> Result<Bindings, Buil
     ctx.checkpoint(Wave::Network).await?;
 
     // Wave 3.
-    let (entries, associations, rules, routes) = tokio::join!(
+    let (entries, associations, rules, closed, routes) = tokio::join!(
         create_nacl_entries(plan, ctx, &b),
         associate_nacls(plan, ctx, &b, &vpc_id),
         authorize_groups(plan, ctx, &b),
+        async {
+            match plan.vpc.close_default_group {
+                true => close_default_group(ctx, &vpc_id).await,
+                false => Ok(()),
+            }
+        },
         // Routes may point at NAT gateways, which need the subnets and addresses.
         async {
             let nats = create_nat_gateways(plan, ctx, &b).await?;
@@ -333,10 +352,63 @@ pub async fn build(plan: &Plan, ctx: &BuildContext<'_>) -> Result<Bindings, Buil
             create_routes(plan, ctx, &with_nats).await.map(|()| nats)
         },
     );
-    let ((), (), (), nats) = (entries?, associations?, rules?, routes?);
+    let ((), (), (), (), nats) = (entries?, associations?, rules?, closed?, routes?);
     b.nat_gateways = nats;
     ctx.checkpoint(Wave::Rules).await?;
     Ok(b)
+}
+
+/// Revokes every rule of the VPC's default security group, as AWS created it (ingress
+/// from itself, all egress; an emulator may create fewer): whatever lands in the default
+/// group by omission can then talk to nothing. The group itself cannot be deleted and
+/// goes with the VPC, so nothing is recorded in the ledger.
+async fn close_default_group(ctx: &BuildContext<'_>, vpc_id: &str) -> Result<(), BuildError> {
+    let out = settle("DescribeSecurityGroups", || {
+        ctx.clients
+            .ec2
+            .describe_security_groups()
+            .filters(Filter::builder().name("vpc-id").values(vpc_id).build())
+            .filters(Filter::builder().name("group-name").values(crate::reach::DEFAULT_GROUP_NAME).build())
+            .send()
+    })
+    .await
+    .map_err(fail("the default security group"))?;
+    let Some(group) = out.security_groups().first() else {
+        return Err(BuildError::Aws {
+            what: "the default security group".into(),
+            source: AwsError {
+                operation: "DescribeSecurityGroups",
+                code: None,
+                message: format!("VPC {vpc_id} has no default security group"),
+            },
+        });
+    };
+    let id = group.group_id().unwrap_or_default().to_string();
+    if !group.ip_permissions().is_empty() {
+        settle("RevokeSecurityGroupIngress", || {
+            ctx.clients
+                .ec2
+                .revoke_security_group_ingress()
+                .group_id(&id)
+                .set_ip_permissions(Some(group.ip_permissions().to_vec()))
+                .send()
+        })
+        .await
+        .map_err(fail("the default security group's ingress"))?;
+    }
+    if !group.ip_permissions_egress().is_empty() {
+        settle("RevokeSecurityGroupEgress", || {
+            ctx.clients
+                .ec2
+                .revoke_security_group_egress()
+                .group_id(&id)
+                .set_ip_permissions(Some(group.ip_permissions_egress().to_vec()))
+                .send()
+        })
+        .await
+        .map_err(fail("the default security group's egress"))?;
+    }
+    Ok(())
 }
 
 /// Account-wide names of one run: each ends in the run id.

@@ -149,6 +149,8 @@ mod tests {
             id: id.into(),
             cidr: cidr.parse().unwrap(),
             availability_zone: "us-east-1a".into(),
+            map_public_ip_on_launch: false,
+            assign_ipv6_on_creation: false,
             tags: [("Zone".to_string(), zone.to_string())].into(),
         }
     }

@@ -375,6 +375,86 @@ pub const CATALOGUE: &[FindingKind] = &[
         "a resource tagged with the run survived teardown",
         "Run `microseg sweep --run-id …`; report what it cannot delete.",
     ),
+    // Closed world: what an implementation adds beyond the plan.
+    mapped(
+        "MS-ENI-PUBLIC-IP",
+        "a network interface outside the public zones holds a public address",
+        "Release the Elastic IP or launch without a public address; or make the zone public in the spec, or accept the interface with a reason.",
+        Some("EC2_INSTANCE_NO_PUBLIC_IP"),
+        Some("ec2_instance_public_ip"),
+        Some("CKV_AWS_88"),
+    ),
+    kind(
+        "MS-EIGW-UNPLANNED",
+        "an egress-only internet gateway the spec does not have is attached: IPv6 traffic can leave",
+        "Detach and delete it, or accept it in the spec with a reason.",
+    ),
+    kind(
+        "MS-FLOW-UNPLANNED",
+        "a flow log the spec does not have records the VPC's traffic",
+        "Delete it, or accept it in the spec with a reason (e.g. an organisation-wide S3 flow log).",
+    ),
+    mapped(
+        "MS-IGW-UNPLANNED",
+        "an internet gateway the spec does not have is attached to the VPC",
+        "Detach and delete it; a spec without an internet gateway means no way to or from the internet.",
+        Some("INTERNET_GATEWAY_AUTHORIZED_VPC_ONLY"),
+        None,
+        None,
+    ),
+    kind(
+        "MS-NACL-UNPLANNED",
+        "a NACL the spec does not have exists in the VPC",
+        "Delete it (move its subnets to their zone NACLs first), or accept it in the spec with a reason.",
+    ),
+    kind(
+        "MS-NAT-UNPLANNED",
+        "a NAT gateway the spec does not have is in the VPC",
+        "Delete it and release its Elastic IP, or add it to the spec.",
+    ),
+    kind(
+        "MS-PEERING-UNPLANNED",
+        "the VPC is peered with another VPC the spec does not name",
+        "Delete the peering connection, or accept it in the spec with a reason.",
+    ),
+    kind(
+        "MS-RT-MAIN-ROUTE",
+        "the main route table has routes beyond the local one",
+        "Keep the main table as AWS creates it; give routed zones their own tables.",
+    ),
+    kind(
+        "MS-RT-UNPLANNED",
+        "a route table the spec does not have exists in the VPC",
+        "Delete it (its subnets fall back to the main table), or add it to the spec.",
+    ),
+    kind(
+        "MS-SG-UNPLANNED",
+        "a security group the spec does not have exists in the VPC",
+        "Delete it, or add it to the spec so its rules are checked.",
+    ),
+    kind(
+        "MS-SUBNET-AUTO-IPV6",
+        "a subnet gives every new interface an IPv6 address",
+        "Set AssignIpv6AddressOnCreation to false: the spec plans no IPv6, and IPv6 addresses are public.",
+    ),
+    mapped(
+        "MS-SUBNET-AUTO-PUBLIC-IP",
+        "a subnet of a zone that is not public gives instances public IPv4 addresses",
+        "Set MapPublicIpOnLaunch to false, or mark the zone `public` in the spec if the design means it.",
+        Some("SUBNET_AUTO_ASSIGN_PUBLIC_IP_DISABLED"),
+        Some("vpc_subnet_no_public_ip_by_default"),
+        Some("CKV_AWS_130"),
+    ),
+    kind(
+        "MS-SUBNET-UNPLANNED",
+        "a subnet the spec has no zone for exists in the VPC",
+        "Delete it, or add a zone for it to the spec (with --zone-tag for a foreign deployment).",
+    ),
+    kind(
+        "MS-VPCE-UNPLANNED",
+        "a VPC endpoint the spec does not have is in the VPC",
+        "Delete it, or accept it in the spec with a reason (endpoints add routes or interfaces).",
+    ),
     kind("MS-VPC-MISSING", "the deployment's VPC was not found", "Check --vpc-id or --tag."),
 ];
 
@@ -392,6 +472,26 @@ pub fn compliance_text(k: &FindingKind) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(" · "))
 }
 
+/// The catalogue as the Markdown reference `docs/FINDINGS.md` holds it, sorted by id.
+pub fn catalogue_markdown() -> String {
+    let mut kinds: Vec<&FindingKind> = CATALOGUE.iter().collect();
+    kinds.sort_by_key(|k| k.id);
+    let mut out = String::from(
+        "# Finding catalogue\n\n\
+         Every finding id a check can report, what it means, what to do about it, and the\n\
+         matching rule of AWS Config, Prowler and Checkov where one exists. Ids in\n\
+         `[[expected_findings]]` and `[[accepted]]` must be from this list. Generated from\n\
+         `harness/src/findings.rs`; a test keeps it current (`MICROSEG_BLESS=1 cargo test\n\
+         findings` rewrites it).\n\n\
+         | id | what is wrong | what to do | AWS Config · Prowler · Checkov |\n|---|---|---|---|\n",
+    );
+    for k in kinds {
+        let tools = compliance_text(k).unwrap_or_default();
+        out.push_str(&format!("| `{}` | {} | {} | {} |\n", k.id, k.summary, k.help.replace('|', "\\|"), tools));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -399,7 +499,16 @@ mod tests {
     /// Every `"MS-…"` literal in the sources that report findings is catalogued, once.
     #[test]
     fn every_finding_id_in_the_checks_is_catalogued_once() {
-        for source in [include_str!("checks.rs"), include_str!("validate.rs")] {
+        // Every file of the checks folder, so a new family cannot slip past.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files: Vec<_> = std::fs::read_dir(dir.join("checks"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .chain([dir.join("validate.rs")])
+            .collect();
+        files.sort();
+        assert!(files.len() > 8, "{files:?}");
+        for source in files.iter().map(|f| std::fs::read_to_string(f).unwrap()) {
             for piece in source.split("\"MS-").skip(1) {
                 let id = format!("MS-{}", piece.split('"').next().unwrap());
                 if id.chars().all(|c| c.is_ascii_uppercase() || c == '-' || c.is_ascii_digit()) && id.len() > 4 {
@@ -412,5 +521,17 @@ mod tests {
         let n = ids.len();
         ids.dedup();
         assert_eq!(ids.len(), n, "an id is catalogued twice");
+    }
+
+    /// docs/FINDINGS.md is the catalogue as it is.
+    #[test]
+    fn the_findings_reference_is_the_catalogue() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/FINDINGS.md");
+        let want = catalogue_markdown();
+        if std::env::var_os("MICROSEG_BLESS").is_some() {
+            std::fs::write(&path, &want).unwrap();
+        }
+        let got = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(got == want, "docs/FINDINGS.md is out of date: run MICROSEG_BLESS=1 cargo test findings");
     }
 }

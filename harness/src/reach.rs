@@ -124,7 +124,8 @@ pub fn deployment(plan: &Plan, observed: &Observed, b: &Bindings) -> Deployment 
     let internet_route = |t: &ObservedRouteTable| -> Option<InternetRoute> {
         let (route, target) = internet_hop(t)?;
         if observed.internet_gateway_attached(&target, vpc) {
-            return Some(InternetRoute::Gateway { route });
+            // Whether the endpoint holds a public address is the zone's to say: set below.
+            return Some(InternetRoute::Gateway { route, public: false });
         }
         let nat = observed.nat_gateway(&target)?;
         let name = b.nat_gateways.iter().find(|(_, id)| **id == nat.id).map_or(nat.id.as_str(), |(n, _)| n.as_str());
@@ -176,7 +177,14 @@ pub fn deployment(plan: &Plan, observed: &Observed, b: &Bindings) -> Deployment 
                     subnet: subnet_index(&s.id),
                     nacl: nacl_index(&s.id),
                     groups,
-                    internet_route: observed.route_table_of_subnet(&s.id).and_then(internet_route),
+                    internet_route: observed.route_table_of_subnet(&s.id).and_then(internet_route).map(|r| match r {
+                        // Public by design (`public` in the spec: load balancers, instances
+                        // launched with an address) or by the subnet handing addresses out.
+                        InternetRoute::Gateway { route, .. } => {
+                            InternetRoute::Gateway { route, public: z.public || s.map_public_ip_on_launch }
+                        }
+                        nat => nat,
+                    }),
                     problems: vec![],
                     ephemeral: z.ephemeral,
                 },
@@ -324,6 +332,8 @@ pub fn designed(plan: &Plan) -> (Observed, Bindings) {
             id: id.clone(),
             cidr: IpNet::V4(z.cidr),
             availability_zone: z.az_suffix.clone(),
+            map_public_ip_on_launch: z.public,
+            assign_ipv6_on_creation: false,
             tags: z.tags.clone(),
         });
         b.zones.insert(z.name.clone(), id);
@@ -405,13 +415,17 @@ pub fn designed(plan: &Plan) -> (Observed, Bindings) {
         });
     }
     // AWS's default group as every new VPC gets it: all traffic from its own members, all
-    // traffic out. No spec closes it (the baseline check reports it open).
+    // traffic out; with no rule at all where the spec closes it.
     let default_id = "sg-default";
     o.security_groups.push(ObservedSecurityGroup {
         id: default_id.into(),
         name: DEFAULT_GROUP_NAME.into(),
         description: "default VPC security group".into(),
-        rules: vec![default_sg_self_ingress(default_id), crate::model::default_sg_egress()],
+        rules: if plan.vpc.close_default_group {
+            Vec::new()
+        } else {
+            vec![default_sg_self_ingress(default_id), crate::model::default_sg_egress()]
+        },
         tags: Default::default(),
     });
     if plan.internet_gateway.is_some() {

@@ -80,6 +80,11 @@ pub struct Spec {
     /// each explained, shown in the report, not failing the run.
     #[serde(default)]
     pub expected_findings: Vec<ExpectedFindingSpec>,
+    /// What an implementation may add beyond the plan (a VPC endpoint, an extra flow log),
+    /// each with its reason: the closed-world checks then accept it instead of failing.
+    /// Matched as `expected_findings` are, by finding id and resource without ids.
+    #[serde(default)]
+    pub accepted: Vec<ExpectedFindingSpec>,
     /// The source's own validation steps, each run as a named check.
     #[serde(default)]
     pub source_checks: Vec<Spanned<SourceCheckSpec>>,
@@ -217,6 +222,10 @@ pub struct VpcSpec {
     /// Default `"1024-65535"`, AWS's NACL guidance, which covers every client.
     #[serde(default)]
     pub ephemeral_ports: Option<Spanned<PortsSpec>>,
+    /// Revoke every rule of the VPC's default security group after creating the VPC, so
+    /// nothing that lands in it by default can talk (VPC_DEFAULT_SECURITY_GROUP_CLOSED).
+    #[serde(default)]
+    pub close_default_group: bool,
 }
 
 /// The internet gateway.
@@ -251,6 +260,12 @@ pub struct ZoneSpec {
     /// route): checked on the deployment.
     #[serde(default)]
     pub isolated: bool,
+    /// The zone's endpoints hold public addresses: the subnet gives instances a public
+    /// IPv4 address (`MapPublicIpOnLaunch`, set by build), or they are internet-facing
+    /// load balancers. Only a public zone with a route to an internet gateway is
+    /// reachable from the internet, or reaches it without a NAT gateway.
+    #[serde(default)]
+    pub public: bool,
     /// Extra tags on the subnet.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
@@ -607,7 +622,7 @@ mod tests {
     /// Every table docs/SPEC.md documents: its heading; a spec whose one unknown key makes
     /// the loader list the keys the table accepts; and where the table's instances sit in a
     /// spec, as keys from the root with `[]` for every element of an array.
-    const TABLES: [(&str, &str, &[&[&str]]); 22] = [
+    const TABLES: [(&str, &str, &[&[&str]]); 23] = [
         ("Top level", "zzz = 1\n", &[&[]]),
         ("`[scenario]`", "[scenario]\nzzz = 1\n", &[&["scenario"]]),
         ("`[vpc]`", "[vpc]\nzzz = 1\n", &[&["vpc"]]),
@@ -641,6 +656,7 @@ mod tests {
         ("`[[allowed_by_design]]`", "[[allowed_by_design]]\nzzz = 1\n", &[&["allowed_by_design", "[]"]]),
         ("`[[expected_lint]]`", "[[expected_lint]]\nzzz = 1\n", &[&["expected_lint", "[]"]]),
         ("`[[expected_findings]]`", "[[expected_findings]]\nzzz = 1\n", &[&["expected_findings", "[]"]]),
+        ("`[[accepted]]`", "[[accepted]]\nzzz = 1\n", &[&["accepted", "[]"]]),
         ("`[[source_checks]]`", "[[source_checks]]\nzzz = 1\n", &[&["source_checks", "[]"]]),
     ];
 
@@ -694,6 +710,7 @@ cidr = "10.9.0.0/16"
 name = "every-key-vpc"
 tags = { Owner = "tests" }
 ephemeral_ports = "1024-65535"
+close_default_group = false
 
 [internet_gateway]
 name = "every-key-igw"
@@ -706,6 +723,7 @@ subnet_name = "every-key-public"
 nacl = "public"
 tier = "front"
 isolated = false
+public = true
 tags = { Zone = "public" }
 ephemeral_ports = "32768-60999"
 
@@ -837,14 +855,30 @@ id = "MS-DEFAULT-SG-OPEN"
 resource = "default security group"
 why = "the spec leaves the VPC's default group as AWS creates it"
 
+[[accepted]]
+id = "MS-VPCE-UNPLANNED"
+resource = "VPC endpoint com.amazonaws.us-east-1.s3"
+why = "the implementation reaches S3 privately"
+
 [[source_checks]]
 id = "every-key-associations"
 title = "the public subnet is on the public NACL"
 kind = "nacl-associations"
 zone = "public"
 nacl = "public"
+
+[[source_checks]]
+id = "every-key-references"
+title = "the web group references the app group"
+kind = "group-references"
 group = "web"
 references = ["app"]
+
+[[source_checks]]
+id = "every-key-routes"
+title = "the public subnet has the local route"
+kind = "routes"
+zone = "public"
 targets = ["local"]
 "##;
 

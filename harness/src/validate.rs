@@ -122,19 +122,7 @@ pub fn validate(
     let mut checks = Vec::new();
     let mut reachability = None;
     if observed.vpc.is_none() {
-        checks.push(CheckResult {
-            id: "vpc".into(),
-            title: "the deployment's VPC exists".into(),
-            status: Status::Fail,
-            findings: vec![checks::Finding {
-                id: "MS-VPC-MISSING".into(),
-                resource: source.clone(),
-                expected: format!("a VPC with CIDR {}", plan.vpc.cidr),
-                found: "no VPC".into(),
-            }],
-            divergences: vec![],
-            note: String::new(),
-        });
+        checks.push(checks::check_vpc(plan, observed, &source));
     } else {
         let (results, r) = checks::run_checks_with_reachability(plan, observed, &bindings, caps);
         checks = results;

@@ -694,6 +694,7 @@ fn wave_of(op: &str) -> usize {
         | "CreateSecurityGroup"
         | "CreateRouteTable"
         | "AttachInternetGateway"
+        | "ModifySubnetAttribute"
         | "PutRolePolicy"
         | "PutMetricFilter"
         | "PutMetricAlarm"
@@ -704,6 +705,7 @@ fn wave_of(op: &str) -> usize {
         | "AuthorizeSecurityGroupIngress"
         | "AuthorizeSecurityGroupEgress"
         | "RevokeSecurityGroupEgress"
+        | "RevokeSecurityGroupIngress"
         | "CreateNatGateway"
         | "CreateRoute"
         | "AssociateRouteTable" => 3,

@@ -141,10 +141,15 @@ pub struct Group {
 /// How an endpoint's subnet reaches the internet, read from its route table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InternetRoute {
-    /// A route to an attached internet gateway: connections both ways.
+    /// A route to an attached internet gateway. The gateway translates only endpoints
+    /// that hold a public address: those can open connections to the internet and accept
+    /// them from it; one without cannot do either (nothing on the internet can address
+    /// it, and the gateway drops what it sends).
     Gateway {
         /// The route, in words (`0.0.0.0/0 → igw-123`).
         route: String,
+        /// Whether the endpoint holds a public address.
+        public: bool,
     },
     /// A route to a NAT gateway: outbound connections only. On their way out and back
     /// the packets also cross the NAT's own subnet, whose NACL filters them, and leave
@@ -161,7 +166,7 @@ impl InternetRoute {
     /// The route, in words.
     pub fn route(&self) -> &str {
         match self {
-            InternetRoute::Gateway { route } | InternetRoute::Nat { route, .. } => route,
+            InternetRoute::Gateway { route, .. } | InternetRoute::Nat { route, .. } => route,
         }
     }
 }

@@ -98,11 +98,15 @@ pub fn allowed_ports(net: &Network, client: usize, server: usize, class: Protoco
     if !c.problems.is_empty() || !s.problems.is_empty() || c.internet == s.internet && c.internet {
         return PortSet::empty();
     }
-    // The internet opens connections only through an internet gateway.
-    if c.internet && !matches!(s.internet_route, Some(InternetRoute::Gateway { .. })) {
+    // The internet opens connections only through an internet gateway, and only to an
+    // endpoint with a public address. Out, an internet gateway also needs the endpoint's
+    // public address; a NAT gateway lends its own.
+    if c.internet && !matches!(s.internet_route, Some(InternetRoute::Gateway { public: true, .. })) {
         return PortSet::empty();
     }
-    if s.internet && c.internet_route.is_none() {
+    if s.internet
+        && !matches!(c.internet_route, Some(InternetRoute::Nat { .. } | InternetRoute::Gateway { public: true, .. }))
+    {
         return PortSet::empty();
     }
     let reply = reply_ports(net, c, class);
@@ -276,9 +280,16 @@ pub fn trace(net: &Network, client: usize, server: usize, class: ProtocolClass, 
     }
     if c.internet && !s.internet {
         steps.push(match &s.internet_route {
-            Some(InternetRoute::Gateway { route }) => {
+            Some(InternetRoute::Gateway { route, public: true }) => {
                 Step { passes: true, text: format!("{} route table: {route}", s.name) }
             }
+            Some(InternetRoute::Gateway { route, public: false }) => Step {
+                passes: false,
+                text: format!(
+                    "{} route table: {route}, but {} holds no public address: nothing on the internet can reach it",
+                    s.name, s.name
+                ),
+            },
             Some(InternetRoute::Nat { route, .. }) => Step {
                 passes: false,
                 text: format!(
@@ -291,9 +302,17 @@ pub fn trace(net: &Network, client: usize, server: usize, class: ProtocolClass, 
     }
     if s.internet && !c.internet {
         match &c.internet_route {
-            Some(InternetRoute::Gateway { route }) => {
-                steps.push(Step { passes: true, text: format!("{} route table: {route}", c.name) })
-            }
+            Some(InternetRoute::Gateway { route, public }) => steps.push(Step {
+                passes: *public,
+                text: if *public {
+                    format!("{} route table: {route}", c.name)
+                } else {
+                    format!(
+                        "{} route table: {route}, but {} holds no public address: the internet gateway does not translate it (a NAT gateway would)",
+                        c.name, c.name
+                    )
+                },
+            }),
             Some(InternetRoute::Nat { route, nat }) => {
                 steps.push(Step { passes: true, text: format!("{} route table: {route}", c.name) });
                 steps.extend(nat.problems.iter().map(|p| Step { passes: false, text: p.clone() }));

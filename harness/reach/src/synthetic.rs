@@ -124,7 +124,7 @@ pub fn network(size: Size, seed: u64) -> Network {
             nacl: Some(i),
             groups: (0..g).filter(|k| k % s == i).collect::<BTreeSet<_>>(),
             internet_route: (i % 4 == 0)
-                .then(|| InternetRoute::Gateway { route: "0.0.0.0/0 → igw-synthetic".into() }),
+                .then(|| InternetRoute::Gateway { route: "0.0.0.0/0 → igw-synthetic".into(), public: i % 8 == 0 }),
             problems: vec![],
             ephemeral: None,
         })

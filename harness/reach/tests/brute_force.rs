@@ -265,10 +265,12 @@ fn packet_passes(net: &Network, i: usize, j: usize, class: ProtocolClass, port: 
     let proto = proto_of(class);
     let (ce, se) = (entries_of(net, c), entries_of(net, s));
     let has_ports = proto == 6 || proto == 17;
-    // The internet opens connections only through an internet gateway; a zone reaches
-    // the internet through either kind of route.
-    let inbound_ok = !c.internet || matches!(s.internet_route, Some(InternetRoute::Gateway { .. }));
-    let outbound_ok = !s.internet || c.internet_route.is_some();
+    // The internet opens connections only through an internet gateway, to an endpoint
+    // with a public address; a zone reaches the internet through a NAT gateway, or
+    // through an internet gateway with a public address of its own.
+    let inbound_ok = !c.internet || matches!(s.internet_route, Some(InternetRoute::Gateway { public: true, .. }));
+    let outbound_ok = !s.internet
+        || matches!(c.internet_route, Some(InternetRoute::Nat { .. } | InternetRoute::Gateway { public: true, .. }));
     // NACLs lie between two endpoints only when their subnets differ.
     let apart = c.internet || s.internet || c.subnet != s.subnet;
     let nacl = |z: &Endpoint, entries: &[NaclEntry], dir, peer, p| {

@@ -197,7 +197,8 @@ fn the_internet_needs_a_route_through_an_attached_gateway() {
     net.endpoints.push(microseg_reach::Endpoint::internet(ip("203.0.113.10")));
     assert!(allowed_ports(&net, 0, 2, TCP).is_empty());
     assert!(allowed_ports(&net, 2, 0, TCP).is_empty());
-    net.endpoints[0].internet_route = Some(InternetRoute::Gateway { route: "0.0.0.0/0 → igw-1".into() });
+    net.endpoints[0].internet_route =
+        Some(InternetRoute::Gateway { route: "0.0.0.0/0 → igw-1".into(), public: true });
     assert!(allowed_ports(&net, 0, 2, TCP).is_full());
     assert!(allowed_ports(&net, 2, 0, TCP).is_full());
 }

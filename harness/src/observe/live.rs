@@ -109,6 +109,44 @@ pub async fn read_live(clients: &Clients, vpc_id: &str) -> Result<Observed, Obse
         },
         async { all_items!(ec2.describe_nat_gateways().filter(by_vpc.clone()), "DescribeNatGateways") },
     )?;
+    // What else the VPC holds or is joined to: the closed-world checks account for it.
+    // Flow logs are read again for the subnets, now that their ids are known.
+    let subnet_ids: Vec<String> = subnets.iter().filter_map(|s| s.subnet_id().map(str::to_string)).collect();
+    let (eigws, endpoints, requested, accepted, interfaces, subnet_flow_logs) = tokio::try_join!(
+        async {
+            all_items!(
+                ec2.describe_egress_only_internet_gateways()
+                    .filters(Filter::builder().name("attachment.vpc-id").values(vpc_id).build()),
+                "DescribeEgressOnlyInternetGateways"
+            )
+        },
+        async { all_items!(ec2.describe_vpc_endpoints().filters(by_vpc.clone()), "DescribeVpcEndpoints") },
+        async {
+            all_items!(
+                ec2.describe_vpc_peering_connections()
+                    .filters(Filter::builder().name("requester-vpc-info.vpc-id").values(vpc_id).build()),
+                "DescribeVpcPeeringConnections"
+            )
+        },
+        async {
+            all_items!(
+                ec2.describe_vpc_peering_connections()
+                    .filters(Filter::builder().name("accepter-vpc-info.vpc-id").values(vpc_id).build()),
+                "DescribeVpcPeeringConnections"
+            )
+        },
+        async { all_items!(ec2.describe_network_interfaces().filters(by_vpc.clone()), "DescribeNetworkInterfaces") },
+        async {
+            if subnet_ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            all_items!(
+                ec2.describe_flow_logs()
+                    .filter(Filter::builder().name("resource-id").set_values(Some(subnet_ids.clone())).build()),
+                "DescribeFlowLogs"
+            )
+        },
+    )?;
     let vpc = vpcs.vpcs().first().ok_or_else(|| ObserveError::VpcNotFound(vpc_id.to_string()))?;
     let mut observed = Observed {
         format_version: OBSERVED_FORMAT_VERSION,
@@ -127,6 +165,8 @@ pub async fn read_live(clients: &Clients, vpc_id: &str) -> Result<Observed, Obse
                 id: s.subnet_id()?.to_string(),
                 cidr: s.cidr_block()?.parse().ok()?,
                 availability_zone: s.availability_zone().unwrap_or_default().to_string(),
+                map_public_ip_on_launch: s.map_public_ip_on_launch().unwrap_or(false),
+                assign_ipv6_on_creation: s.assign_ipv6_address_on_creation().unwrap_or(false),
                 tags: tags_of(s.tags()),
             })
         })
@@ -244,8 +284,82 @@ pub async fn read_live(clients: &Clients, vpc_id: &str) -> Result<Observed, Obse
             })
         })
         .collect();
+    observed.egress_only_internet_gateways = eigws
+        .iter()
+        .filter_map(|g| {
+            Some(ObservedInternetGateway {
+                id: g.egress_only_internet_gateway_id()?.to_string(),
+                attached_vpc_ids: g.attachments().iter().filter_map(|a| a.vpc_id().map(str::to_string)).collect(),
+                tags: tags_of(g.tags()),
+            })
+        })
+        .collect();
+    observed.vpc_endpoints = endpoints
+        .iter()
+        .filter(|e| !matches!(e.state().map(|s| s.as_str()), Some("deleted" | "Deleted")))
+        .filter_map(|e| {
+            Some(ObservedVpcEndpoint {
+                id: e.vpc_endpoint_id()?.to_string(),
+                service_name: e.service_name().unwrap_or_default().to_string(),
+                endpoint_type: e.vpc_endpoint_type().map(|t| t.as_str().to_string()).unwrap_or_default(),
+                state: e.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                route_table_ids: e.route_table_ids().to_vec(),
+                subnet_ids: e.subnet_ids().to_vec(),
+                tags: tags_of(e.tags()),
+            })
+        })
+        .collect();
+    // A connection the VPC made to itself would be listed twice.
+    let mut seen = BTreeSet::new();
+    observed.peering_connections = requested
+        .iter()
+        .chain(accepted.iter())
+        .filter_map(|p| {
+            let status = p.status().and_then(|s| s.code()).map(|c| c.as_str().to_string()).unwrap_or_default();
+            // Gone or never made: it joins nothing.
+            if matches!(status.as_str(), "deleted" | "rejected" | "failed" | "expired") {
+                return None;
+            }
+            Some(ObservedPeering {
+                id: p.vpc_peering_connection_id()?.to_string(),
+                requester_vpc_id: p.requester_vpc_info().and_then(|v| v.vpc_id()).unwrap_or_default().to_string(),
+                accepter_vpc_id: p.accepter_vpc_info().and_then(|v| v.vpc_id()).unwrap_or_default().to_string(),
+                status,
+                tags: tags_of(p.tags()),
+            })
+        })
+        .filter(|p| seen.insert(p.id.clone()))
+        .collect();
+    observed.network_interfaces = interfaces
+        .iter()
+        .filter_map(|n| {
+            let mut public_ips: Vec<String> = n
+                .association()
+                .and_then(|a| a.public_ip())
+                .into_iter()
+                .chain(n.private_ip_addresses().iter().filter_map(|p| p.association()?.public_ip()))
+                .map(str::to_string)
+                .collect();
+            public_ips.sort();
+            public_ips.dedup();
+            Some(ObservedNetworkInterface {
+                id: n.network_interface_id()?.to_string(),
+                subnet_id: n.subnet_id().unwrap_or_default().to_string(),
+                interface_type: n.interface_type().map(|t| t.as_str().to_string()).unwrap_or_default(),
+                description: n.description().unwrap_or_default().to_string(),
+                public_ips,
+                ipv6_addresses: n
+                    .ipv6_addresses()
+                    .iter()
+                    .filter_map(|a| a.ipv6_address().map(str::to_string))
+                    .collect(),
+                tags: tags_of(n.tag_set()),
+            })
+        })
+        .collect();
     observed.flow_logs = flow_logs
         .iter()
+        .chain(subnet_flow_logs.iter())
         .filter_map(|f| {
             Some(ObservedFlowLog {
                 id: f.flow_log_id()?.to_string(),

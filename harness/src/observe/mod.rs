@@ -37,7 +37,19 @@ pub struct Observed {
     /// NAT gateways in the VPC's subnets, deleted ones left out.
     #[serde(default)]
     pub nat_gateways: Vec<ObservedNatGateway>,
-    /// Flow logs whose resource is the VPC.
+    /// Egress-only internet gateways attached to the VPC.
+    #[serde(default)]
+    pub egress_only_internet_gateways: Vec<ObservedInternetGateway>,
+    /// VPC endpoints in the VPC.
+    #[serde(default)]
+    pub vpc_endpoints: Vec<ObservedVpcEndpoint>,
+    /// Peering connections the VPC requested or accepted, closed ones left out.
+    #[serde(default)]
+    pub peering_connections: Vec<ObservedPeering>,
+    /// Network interfaces in the VPC's subnets.
+    #[serde(default)]
+    pub network_interfaces: Vec<ObservedNetworkInterface>,
+    /// Flow logs whose resource is the VPC or one of its subnets.
     pub flow_logs: Vec<ObservedFlowLog>,
     /// IAM roles that flow logs deliver through.
     pub roles: Vec<ObservedRole>,
@@ -70,6 +82,14 @@ pub struct ObservedSubnet {
     pub cidr: IpNet,
     /// Availability zone.
     pub availability_zone: String,
+    /// Whether instances launched here get a public IPv4 address by default
+    /// (`MapPublicIpOnLaunch`).
+    #[serde(default)]
+    pub map_public_ip_on_launch: bool,
+    /// Whether network interfaces created here get an IPv6 address by default
+    /// (`AssignIpv6AddressOnCreation`); IPv6 addresses are public.
+    #[serde(default)]
+    pub assign_ipv6_on_creation: bool,
     /// Tags.
     pub tags: Tags,
 }
@@ -169,6 +189,60 @@ pub struct ObservedNatGateway {
     pub allocation_ids: Vec<String>,
     /// Its private address in the subnet, where known.
     pub private_ip: Option<String>,
+    /// Tags.
+    pub tags: Tags,
+}
+
+/// A VPC endpoint: a private way to a service, which routes (gateway endpoints) or
+/// places interfaces in subnets (interface endpoints).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedVpcEndpoint {
+    /// `vpce-…`
+    pub id: String,
+    /// The service, e.g. `com.amazonaws.us-east-1.s3`.
+    pub service_name: String,
+    /// `Gateway`, `Interface` or `GatewayLoadBalancer`.
+    pub endpoint_type: String,
+    /// `available`, `pending`, …
+    pub state: String,
+    /// Route tables a gateway endpoint adds its routes to.
+    pub route_table_ids: Vec<String>,
+    /// Subnets an interface endpoint has interfaces in.
+    pub subnet_ids: Vec<String>,
+    /// Tags.
+    pub tags: Tags,
+}
+
+/// A VPC peering connection of the VPC, either side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedPeering {
+    /// `pcx-…`
+    pub id: String,
+    /// The VPC that asked.
+    pub requester_vpc_id: String,
+    /// The VPC that accepted (or is asked to).
+    pub accepter_vpc_id: String,
+    /// `active`, `pending-acceptance`, `provisioning`, …
+    pub status: String,
+    /// Tags.
+    pub tags: Tags,
+}
+
+/// A network interface.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedNetworkInterface {
+    /// `eni-…`
+    pub id: String,
+    /// The subnet it sits in.
+    pub subnet_id: String,
+    /// `interface`, `nat_gateway`, `vpc_endpoint`, … as EC2 reports it.
+    pub interface_type: String,
+    /// Description, as its creator set it.
+    pub description: String,
+    /// Public IPv4 addresses on it (an Elastic IP or an auto-assigned one).
+    pub public_ips: Vec<String>,
+    /// IPv6 addresses on it.
+    pub ipv6_addresses: Vec<String>,
     /// Tags.
     pub tags: Tags,
 }

@@ -10,6 +10,8 @@ use toml::Spanned;
 use super::{Checker, FlowEnd, IntendedFlow, Opening, PlannedExternal};
 use crate::model::PortRange;
 use crate::spec::{PortsSpec, Spec};
+use microseg_reach::lint::LintKind;
+use serde::Serialize;
 
 /// Names that intents use must say one thing: zones, tiers, workloads, externals.
 pub(super) fn distinct_names(c: &mut Checker<'_>, spec: &Spec) {
@@ -215,19 +217,40 @@ pub(super) fn allowed_by_design(c: &mut Checker<'_>, spec: &Spec, flow_names: &F
     allowed_by_design
 }
 
+/// A rule the design makes pointless, recorded as an expected lint finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExpectedLint {
+    /// `NACL <name>` or `security group <name>`, as the finding says.
+    pub owner: String,
+    /// The rule as the finding shows it, e.g. `#110 allow tcp/22 10.0.5.0/24`.
+    pub rule: String,
+    /// What the lint says of it.
+    pub kind: LintKind,
+    /// Why it is accepted.
+    pub why: String,
+}
+
 /// Expected lint: of a kind the lint reports.
-pub(super) fn expected_lint(c: &mut Checker<'_>, spec: &Spec) {
+pub(super) fn expected_lint(c: &mut Checker<'_>, spec: &Spec) -> Vec<ExpectedLint> {
+    let mut planned = Vec::new();
     for (i, l) in spec.expected_lint.iter().enumerate() {
-        let kind = &l.get_ref().kind;
-        if kind != "shadowed" && kind != "redundant" {
-            c.problem(
-                Some(l.span().start),
-                format!("expected_lint[{i}].kind"),
-                format!("{kind:?}"),
-                "shadowed or redundant",
-            );
-        }
+        let e = l.get_ref();
+        let kind = match e.kind.as_str() {
+            "shadowed" => LintKind::Shadowed,
+            "redundant" => LintKind::Redundant,
+            other => {
+                c.problem(
+                    Some(l.span().start),
+                    format!("expected_lint[{i}].kind"),
+                    format!("{other:?}"),
+                    "shadowed or redundant",
+                );
+                continue;
+            }
+        };
+        planned.push(ExpectedLint { owner: e.owner.clone(), rule: e.rule.clone(), kind, why: e.why.clone() });
     }
+    planned
 }
 
 /// Every (from, to) pair of two expansions, a flow from an endpoint to itself excluded.

@@ -17,6 +17,9 @@ mod monitoring;
 mod network;
 mod source_checks;
 
+pub use intent::ExpectedLint;
+pub use source_checks::{PlannedSourceCheck, SourceCheckKind, SourceRouteTarget};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::PathBuf;
@@ -102,11 +105,13 @@ pub struct Plan {
     /// Unintended traffic the design lets through, each explained (expected findings).
     pub allowed_by_design: Vec<Opening>,
     /// Pointless rules the design contains, each explained (expected lint).
-    pub expected_lint: Vec<crate::spec::ExpectedLintSpec>,
+    pub expected_lint: Vec<ExpectedLint>,
     /// Other findings the design has, each explained.
     pub expected_findings: Vec<crate::spec::ExpectedFindingSpec>,
+    /// What an implementation may add beyond the plan, each explained.
+    pub accepted: Vec<crate::spec::ExpectedFindingSpec>,
     /// The source's own validation steps.
-    pub source_checks: Vec<crate::spec::SourceCheckSpec>,
+    pub source_checks: Vec<PlannedSourceCheck>,
 }
 
 /// Traffic the design lets through though no intent asks for it.
@@ -178,6 +183,8 @@ pub struct PlannedVpc {
     pub tags: BTreeMap<String, String>,
     /// The source ports clients pick from, unless a zone or external names its own.
     pub ephemeral: PortRange,
+    /// Whether build revokes the default security group's rules.
+    pub close_default_group: bool,
 }
 
 /// A zone.
@@ -197,6 +204,8 @@ pub struct PlannedZone {
     pub tier: Option<String>,
     /// Whether the zone must have no route to or from the internet.
     pub isolated: bool,
+    /// Whether its endpoints hold public addresses (`public` in the spec).
+    pub public: bool,
     /// The source ports its workloads pick from as clients, when not the VPC's.
     pub ephemeral: Option<PortRange>,
     /// Extra tags.
@@ -548,8 +557,22 @@ impl Plan {
         let flow_names = intent::FlowNames::new(spec);
         let intents = intent::intents(&mut c, spec, &flow_names);
         let allowed_by_design = intent::allowed_by_design(&mut c, spec, &flow_names);
-        intent::expected_lint(&mut c, spec);
-        source_checks::source_checks(&mut c, spec, &names);
+        let expected_lint = intent::expected_lint(&mut c, spec);
+        let source_checks = source_checks::source_checks(&mut c, spec, &names);
+        // A recorded finding with an id no check reports would never match: a typo that
+        // silently accepts nothing.
+        for (table, items) in [("expected_findings", &spec.expected_findings), ("accepted", &spec.accepted)] {
+            for (i, f) in items.iter().enumerate() {
+                if crate::findings::lookup(&f.id).is_none() {
+                    c.problem(
+                        None,
+                        format!("{table}[{i}].id"),
+                        format!("{:?}", f.id),
+                        "a finding id of the catalogue (docs/FINDINGS.md)",
+                    );
+                }
+            }
+        }
 
         if !c.problems.is_empty() {
             c.problems.sort_by_key(|p| p.line.unwrap_or(0));
@@ -565,6 +588,7 @@ impl Plan {
                 name: spec.vpc.name.clone(),
                 tags: spec.vpc.tags.clone(),
                 ephemeral: ephemeral.expect("no problems means the ephemeral range parsed"),
+                close_default_group: spec.vpc.close_default_group,
             },
             internet_gateway: spec.internet_gateway.as_ref().map(|i| i.name.clone()),
             zones,
@@ -579,9 +603,10 @@ impl Plan {
             deviations: spec.deviations.clone(),
             intent: intents,
             allowed_by_design,
-            expected_lint: spec.expected_lint.iter().map(|l| l.get_ref().clone()).collect(),
+            expected_lint,
             expected_findings: spec.expected_findings.clone(),
-            source_checks: spec.source_checks.iter().map(|s| s.get_ref().clone()).collect(),
+            accepted: spec.accepted.clone(),
+            source_checks,
         })
     }
 

@@ -70,6 +70,14 @@ pub(super) fn zones(
             c.problem(Some(at), format!("{field}.az"), format!("{:?}", zone.az), "an AZ suffix such as \"a\"");
         }
         let ephemeral = c.ephemeral(at, &format!("{field}.ephemeral_ports"), zone.ephemeral_ports.as_ref());
+        if zone.public && zone.isolated {
+            c.problem(
+                Some(at),
+                format!("{field}.public"),
+                "true",
+                "an isolated zone has no way to or from the internet: it cannot be public too",
+            );
+        }
         if let Some(cidr) = cidr {
             zones.push(PlannedZone {
                 name: zone.name.clone(),
@@ -79,6 +87,7 @@ pub(super) fn zones(
                 nacl,
                 tier: zone.tier.clone(),
                 isolated: zone.isolated,
+                public: zone.public,
                 tags: zone.tags.clone(),
                 ephemeral,
             });

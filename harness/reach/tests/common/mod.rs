@@ -67,7 +67,8 @@ pub fn zone(name: &str, addr: &str, nacl: usize, groups: &[usize], internet_rout
         subnet: Some(nacl),
         nacl: Some(nacl),
         groups: groups.iter().copied().collect::<BTreeSet<_>>(),
-        internet_route: internet_route.then(|| InternetRoute::Gateway { route: "0.0.0.0/0 → igw-test".into() }),
+        internet_route: internet_route
+            .then(|| InternetRoute::Gateway { route: "0.0.0.0/0 → igw-test".into(), public: true }),
         problems: vec![],
         ephemeral: None,
     }
