@@ -4,7 +4,14 @@
 //!
 //! Both pictures are drawn from [`Topology`], which is read from what was *observed*
 //! (bound to the plan's logical names), never from the plan alone: a subnet left on the
-//! default NACL shows the default NACL.
+//! default NACL shows the default NACL. Both go through one [`Diagram`] (nodes,
+//! clusters, edges and their labels), so they show the same things; the HTML picture is
+//! laid out by [`layout`] and written by [`svg`].
+
+pub mod diagram;
+pub mod layout;
+pub mod svg;
+pub mod synthetic;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
@@ -16,6 +23,7 @@ use crate::model::{Direction, Peer, PortRange, Protocol};
 use crate::observe::Observed;
 use crate::plan::Plan;
 use crate::reach::Reachability;
+use diagram::{Diagram, EdgeKind, NodeKind};
 use microseg_reach::matrix::CellVerdict;
 
 /// One zone as deployed.
@@ -57,6 +65,11 @@ pub struct Topology {
     pub zones: Vec<ZoneView>,
     /// Group references, merged per pair of groups.
     pub references: Vec<Reference>,
+    /// Named address ranges outside the VPC: name and CIDR.
+    pub externals: Vec<(String, String)>,
+    /// The zone of each endpoint of the reachability matrix that stands for a workload
+    /// (a zone without workloads is its own endpoint).
+    pub endpoints: BTreeMap<String, String>,
 }
 
 /// A protocol and its ports, ordered by protocol then port.
@@ -137,13 +150,9 @@ pub fn topology(plan: &Plan, observed: &Observed, b: &Bindings) -> Topology {
         internet_gateway,
         zones,
         references,
+        externals: plan.externals.iter().map(|e| (e.name.clone(), e.cidr.to_string())).collect(),
+        endpoints: plan.workloads.iter().map(|w| (w.name.clone(), w.zone.clone())).collect(),
     }
-}
-
-/// A Mermaid node id: letters, digits and underscores only.
-fn node(prefix: &str, name: &str) -> String {
-    let clean: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
-    format!("{prefix}_{clean}")
 }
 
 /// Mermaid label text: quotes and angle brackets would end or break the label.
@@ -151,71 +160,62 @@ fn label(s: &str) -> String {
     s.replace('"', "'").replace('<', "‹").replace('>', "›")
 }
 
-/// Colours of the recipe's own diagram, zone by zone, then round again.
-const PALETTE: [&str; 6] = ["#FF6B6B", "#4ECDC4", "#45B7D1", "#96CEB4", "#FFEAA7", "#DDA0DD"];
-
-/// The topology as a Mermaid `graph TB`: a subgraph per zone with its NACL and groups,
-/// the internet gateway, dotted arrows for group references, and thick arrows for the
+/// The topology as a Mermaid `graph TB`, drawn from the same [`Diagram`] as the HTML
+/// picture: a subgraph per zone with its NACL and groups, the internet gateway and the
+/// named external ranges, dotted arrows for group references, and thick arrows for the
 /// traffic the evaluator finds passing between zones (labelled, red where unintended).
 pub fn mermaid(t: &Topology, reach: Option<&Reachability>) -> String {
+    let d = Diagram::new(t, reach);
     let mut out = String::from("graph TB\n");
-    let vpc = t.vpc.as_ref().map_or("VPC (not found)".to_string(), |(id, cidr)| format!("VPC {id} ({cidr})"));
-    let _ = writeln!(out, "    INTERNET((Internet))");
-    if let Some(igw) = &t.internet_gateway {
-        let _ = writeln!(out, "    IGW[\"Internet Gateway<br/>{}\"]", label(igw));
-        let _ = writeln!(out, "    INTERNET --- IGW");
-    }
-    let _ = writeln!(out, "    subgraph VPC[\"{}\"]", label(&vpc));
-    for z in &t.zones {
-        let title = match &z.subnet {
-            Some((id, cidr)) => format!("{} zone · {id} ({cidr})", z.name),
-            None => format!("{} zone · subnet not found", z.name),
+    let lines = |l: &[String]| l.iter().map(|s| label(s)).collect::<Vec<_>>().join("<br/>");
+    let node = |out: &mut String, n: &diagram::Node, indent: usize| {
+        let pad = " ".repeat(indent);
+        let _ = match n.kind {
+            NodeKind::Internet => writeln!(out, "{pad}{}(({}))", n.id, lines(&n.lines)),
+            _ => writeln!(out, "{pad}{}[\"{}\"]", n.id, lines(&n.lines)),
         };
-        let _ = writeln!(out, "        subgraph {}[\"{}\"]", node("Z", &z.name), label(&title));
-        // Each part escaped on its own: the `<br/>` between them must stay markup.
-        let nacl = match &z.nacl {
-            Some((name, id)) => {
-                format!("NACL {}<br/>{}<br/>{} in · {} out", label(name), label(id), z.nacl_entries.0, z.nacl_entries.1)
-            }
-            None => "no NACL association".into(),
+    };
+    for n in d.nodes.iter().filter(|n| n.cluster.is_none()) {
+        node(&mut out, n, 4);
+    }
+    fn cluster(
+        out: &mut String,
+        d: &Diagram,
+        c: usize,
+        indent: usize,
+        node: &dyn Fn(&mut String, &diagram::Node, usize),
+    ) {
+        let pad = " ".repeat(indent);
+        let title: Vec<String> = d.clusters[c].title.iter().map(|s| label(s)).collect();
+        let _ = writeln!(out, "{pad}subgraph {}[\"{}\"]", d.clusters[c].id, title.join("<br/>"));
+        for child in (0..d.clusters.len()).filter(|&k| d.clusters[k].parent == Some(c)) {
+            cluster(out, d, child, indent + 4, node);
+        }
+        for n in d.nodes.iter().filter(|n| n.cluster == Some(c)) {
+            node(out, n, indent + 4);
+        }
+        let _ = writeln!(out, "{pad}end");
+    }
+    for c in (0..d.clusters.len()).filter(|&c| d.clusters[c].parent.is_none()) {
+        cluster(&mut out, &d, c, 4, &node);
+    }
+    for e in &d.edges {
+        let (from, to) = (d.id_of(e.from), d.id_of(e.to));
+        let text = e.label.as_deref().map(label).unwrap_or_default();
+        let _ = match e.kind {
+            EdgeKind::Link => writeln!(out, "    {from} --- {to}"),
+            EdgeKind::Route => writeln!(out, "    {from} --> {to}"),
+            EdgeKind::Reference => writeln!(out, "    {from} -. \"{text}\" .-> {to}"),
+            EdgeKind::Traffic => writeln!(out, "    {from} ==>|\"{text}\"| {to}"),
         };
-        let _ = writeln!(out, "            {}[\"{nacl}\"]", node("NACL", &z.name));
-        for (logical, name, id) in &z.groups {
-            let _ = writeln!(out, "            {}[\"SG {}<br/>{}\"]", node("SG", logical), label(name), label(id));
-        }
-        let _ = writeln!(out, "        end");
     }
-    let _ = writeln!(out, "    end");
-    if t.internet_gateway.is_some() {
-        for z in t.zones.iter().filter(|z| z.internet_route) {
-            let _ = writeln!(out, "    IGW --> {}", node("NACL", &z.name));
+    for n in &d.nodes {
+        if let Some(fill) = n.fill {
+            let _ = writeln!(out, "    style {} fill:{fill}", n.id);
         }
     }
-    for r in &t.references {
-        let _ = writeln!(out, "    {} -. \"{}\" .-> {}", node("SG", &r.from), label(&r.service), node("SG", &r.to));
-    }
-    let mut link =
-        t.references.len() + t.zones.iter().filter(|z| z.internet_route && t.internet_gateway.is_some()).count();
-    if t.internet_gateway.is_some() {
-        link += 1;
-    }
-    let mut unintended_links = Vec::new();
-    if let Some(r) = reach {
-        for c in r.matrix.cells.iter().filter(|c| !c.allowed.is_empty()) {
-            let end = |n: &str| if n == "internet" { "INTERNET".to_string() } else { node("Z", n) };
-            let services: Vec<String> = c.allowed.iter().map(|s| s.to_string()).collect();
-            let _ = writeln!(out, "    {} ==>|\"{}\"| {}", end(&c.from), label(&services.join(" ")), end(&c.to));
-            if matches!(c.verdict, CellVerdict::Open | CellVerdict::BlockedAndOpen) {
-                unintended_links.push(link);
-            }
-            link += 1;
-        }
-    }
-    for (i, z) in t.zones.iter().enumerate() {
-        let _ = writeln!(out, "    style {} fill:{}", node("NACL", &z.name), PALETTE[i % PALETTE.len()]);
-    }
-    for l in unintended_links {
-        let _ = writeln!(out, "    linkStyle {l} stroke:#d00,stroke-width:3px");
+    for (i, _) in d.edges.iter().enumerate().filter(|(_, e)| e.unintended) {
+        let _ = writeln!(out, "    linkStyle {i} stroke:#d00,stroke-width:3px");
     }
     out
 }
@@ -234,13 +234,6 @@ fn verdict_style(v: CellVerdict) -> (&'static str, &'static str) {
         CellVerdict::BlockedAndOpen => ("#e57373", "blocked and open"),
     }
 }
-
-const ZONE_W: usize = 340;
-const ZONE_H: usize = 150;
-const COLS: usize = 3;
-const GAP_X: usize = 80;
-const GAP_Y: usize = 70;
-const TOP: usize = 190;
 
 /// One self-contained HTML page (no script, no network): the checks, the topology as
 /// inline SVG, and the zone matrix coloured by verdict, each cell's tooltip naming what
@@ -279,115 +272,34 @@ th{{background:#f5f5f5}}.pass{{color:#2e7d32}}.fail{{color:#c62828;font-weight:b
     }
     out.push_str("</table>\n");
 
-    // Topology: the internet and its gateway on top, zones in a grid inside the VPC.
-    let rows = t.zones.len().div_ceil(COLS).max(1);
-    let (width, height) = (COLS * (ZONE_W + GAP_X) + 40, TOP + rows * (ZONE_H + GAP_Y) + 40);
-    let centre = |i: usize| {
-        (40 + (i % COLS) * (ZONE_W + GAP_X) + ZONE_W / 2, TOP + 20 + (i / COLS) * (ZONE_H + GAP_Y) + ZONE_H / 2)
-    };
-    let _ = write!(
-        out,
-        "<h2>Topology</h2>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" \
-font-family=\"sans-serif\" font-size=\"12\">\n<defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"10\" \
-refY=\"5\" markerWidth=\"8\" markerHeight=\"8\" orient=\"auto-start-reverse\"><path d=\"M0,0 L10,5 L0,10 z\" \
-fill=\"#555\"/></marker></defs>\n<rect width=\"100%\" height=\"100%\" fill=\"#ffffff\"/>\n"
+    // Topology: laid out to fit the page (or scaled to it), from the same model as
+    // the Mermaid picture.
+    let d = Diagram::new(t, reach);
+    let l = layout::layout(&d);
+    out.push_str("<h2>Topology</h2>\n");
+    out.push_str(&svg::svg(&d, &l));
+    out.push_str(
+        "<p style=\"font-size:12px\">Zones with their NACL and security groups. Dashed arrows: a security \
+group admits (or sends to) another group's members, labelled with protocol and ports. Thick arrows: traffic the \
+evaluator finds passing from one zone to another, green as intended, red where not all of it is intended (traffic \
+within a zone is in the matrix). Blue: the internet gateway and the zones whose route tables send 0.0.0.0/0 to it. \
+Hover an arrow for the rules and endpoints behind it.</p>\n",
     );
-    let mid = width / 2;
-    let _ = writeln!(
-        out,
-        "<circle cx=\"{mid}\" cy=\"40\" r=\"28\" fill=\"#bbdefb\" stroke=\"#1565c0\"/><text x=\"{mid}\" y=\"44\" \
-text-anchor=\"middle\">Internet</text>"
-    );
-    if let Some(igw) = &t.internet_gateway {
-        let _ = writeln!(
-            out,
-            "<line x1=\"{mid}\" y1=\"68\" x2=\"{mid}\" y2=\"100\" stroke=\"#1565c0\" stroke-width=\"2\"/>\
-<rect x=\"{}\" y=\"100\" width=\"200\" height=\"36\" rx=\"6\" fill=\"#e3f2fd\" stroke=\"#1565c0\"/>\
-<text x=\"{mid}\" y=\"122\" text-anchor=\"middle\">Internet gateway {}</text>",
-            mid - 100,
-            esc(igw)
-        );
-    }
-    let vpc = t.vpc.as_ref().map_or("VPC (not found)".to_string(), |(id, cidr)| format!("VPC {id} ({cidr})"));
-    let _ = writeln!(
-        out,
-        "<rect x=\"20\" y=\"{}\" width=\"{}\" height=\"{}\" rx=\"10\" fill=\"#fafafa\" stroke=\"#888\" \
-stroke-dasharray=\"6 3\"/><text x=\"32\" y=\"{}\" font-weight=\"bold\">{}</text>",
-        TOP - 20,
-        width - 40,
-        rows * (ZONE_H + GAP_Y) + 30,
-        TOP - 4,
-        esc(&vpc)
-    );
-    for (i, z) in t.zones.iter().enumerate() {
-        let (cx, cy) = centre(i);
-        let (x, y) = (cx - ZONE_W / 2, cy - ZONE_H / 2);
-        let colour = PALETTE[i % PALETTE.len()];
-        let _ = writeln!(
-            out,
-            "<rect x=\"{x}\" y=\"{y}\" width=\"{ZONE_W}\" height=\"{ZONE_H}\" rx=\"8\" fill=\"{colour}\" \
-fill-opacity=\"0.35\" stroke=\"{colour}\" stroke-width=\"2\"/>"
-        );
-        let mut lines = vec![(format!("{} zone", z.name), true)];
-        lines.push((z.subnet.as_ref().map_or("subnet not found".into(), |(id, cidr)| format!("{id} ({cidr})")), false));
-        lines.push((
-            match &z.nacl {
-                Some((name, id)) => format!("NACL {name} {id}: {} in, {} out", z.nacl_entries.0, z.nacl_entries.1),
-                None => "no NACL association".into(),
-            },
-            false,
-        ));
-        for (_, name, id) in &z.groups {
-            lines.push((format!("SG {name} ({id})"), false));
-        }
-        if z.groups.is_empty() {
-            lines.push(("no security group".into(), false));
-        }
-        if z.internet_route {
-            lines.push(("route 0.0.0.0/0 → internet gateway".into(), false));
-        }
-        for (k, (text, bold)) in lines.iter().enumerate() {
-            let weight = if *bold { " font-weight=\"bold\"" } else { "" };
-            let _ = writeln!(out, "<text x=\"{}\" y=\"{}\"{weight}>{}</text>", x + 10, y + 20 + k * 17, esc(text));
-        }
-        if z.internet_route && t.internet_gateway.is_some() {
-            let _ = writeln!(
+    if !l.unplaced.is_empty() {
+        // Never drawn over something else: said here instead.
+        out.push_str("<p style=\"font-size:12px\">Not drawn for lack of room:</p><ul style=\"font-size:12px\">");
+        for &i in &l.unplaced {
+            let e = &d.edges[i];
+            let _ = write!(
                 out,
-                "<line x1=\"{mid}\" y1=\"136\" x2=\"{cx}\" y2=\"{y}\" stroke=\"#1565c0\" stroke-width=\"1.5\" \
-marker-end=\"url(#arrow)\"/>"
+                "<li>{} → {}: {}</li>",
+                esc(d.id_of(e.from)),
+                esc(d.id_of(e.to)),
+                esc(e.label.as_deref().unwrap_or(&e.detail))
             );
         }
+        out.push_str("</ul>\n");
     }
-    let zone_of = |group: &str| t.zones.iter().position(|z| z.groups.iter().any(|(g, _, _)| g == group));
-    for r in &t.references {
-        let (Some(a), Some(b)) = (zone_of(&r.from), zone_of(&r.to)) else { continue };
-        if a == b {
-            continue;
-        }
-        let ((x1, y1), (x2, y2)) = (centre(a), centre(b));
-        // From edge to edge of the two boxes, not centre to centre, so the zones'
-        // text stays readable.
-        let (dx, dy) = (x2 as f64 - x1 as f64, y2 as f64 - y1 as f64);
-        let scale = ((ZONE_W as f64 / 2.0) / dx.abs().max(1.0)).min((ZONE_H as f64 / 2.0) / dy.abs().max(1.0));
-        let (sx, sy) = (x1 as f64 + dx * scale, y1 as f64 + dy * scale);
-        let (ex, ey) = (x2 as f64 - dx * scale, y2 as f64 - dy * scale);
-        let _ = writeln!(
-            out,
-            "<line x1=\"{sx:.0}\" y1=\"{sy:.0}\" x2=\"{ex:.0}\" y2=\"{ey:.0}\" stroke=\"#555\" stroke-width=\"1.5\" \
-stroke-dasharray=\"5 4\" marker-end=\"url(#arrow)\"><title>group {} → group {}: {}</title></line>\
-<text x=\"{:.0}\" y=\"{:.0}\" fill=\"#333\" font-size=\"11\">{}</text>",
-            esc(&r.from),
-            esc(&r.to),
-            esc(&r.service),
-            (sx + ex) / 2.0 + 4.0,
-            (sy + ey) / 2.0 - 4.0,
-            esc(&r.service)
-        );
-    }
-    out.push_str(
-        "</svg>\n<p style=\"font-size:12px\">Dashed arrows: a security group admits (or sends to) another \
-group's members, labelled with protocol and ports.</p>\n",
-    );
 
     if let Some(r) = reach {
         out.push_str("<h2>Reachability (rows open connections to columns)</h2>\n<p class=\"legend\">");
@@ -401,7 +313,8 @@ group's members, labelled with protocol and ports.</p>\n",
             let (fill, word) = verdict_style(v);
             let _ = write!(out, "<span style=\"background:{fill}\">{word}</span>");
         }
-        out.push_str("</p>\n<table><tr><th>from \\ to</th>");
+        // A wide matrix scrolls inside its own box, not the page.
+        out.push_str("</p>\n<div style=\"overflow-x:auto\"><table><tr><th>from \\ to</th>");
         for e in &r.matrix.endpoints {
             let _ = write!(out, "<th>{}</th>", esc(e));
         }
@@ -437,7 +350,7 @@ group's members, labelled with protocol and ports.</p>\n",
             }
             out.push_str("</tr>\n");
         }
-        out.push_str("</table>\n<p style=\"font-size:12px\">Hover a cell for the rules that decide it.</p>\n");
+        out.push_str("</table></div>\n<p style=\"font-size:12px\">Hover a cell for the rules that decide it.</p>\n");
     }
     out.push_str("</body></html>\n");
     out

@@ -8,7 +8,8 @@ use std::process::Command;
 use microseg_harness::plan::Plan;
 use microseg_harness::{reach, spec, topology};
 
-fn chromium() -> Option<PathBuf> {
+/// The Chromium on PATH, if any.
+pub fn chromium() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     ["chromium", "chromium-browser", "google-chrome"]
         .iter()
@@ -39,7 +40,7 @@ fn render(browser: &Path, dir: &Path, scenario: &str) -> PathBuf {
     let (html, shot) = (dir.join(format!("{scenario}.html")), dir.join(format!("{scenario}.png")));
     std::fs::write(&html, page).unwrap();
     let out = Command::new(browser)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1320,1400"])
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1320,2400"])
         .arg(format!("--user-data-dir={}", dir.join(format!("profile-{scenario}")).display()))
         .arg(format!("--screenshot={}", shot.display()))
         .arg(format!("file://{}", html.display()))

@@ -12,6 +12,9 @@ mod bad_input;
 // The HTML report as a browser shows it.
 mod html;
 
+// The topology picture: the same in Mermaid and HTML, and clean at 1024, 1300, 1920 px.
+mod picture;
+
 // SARIF against the official schema.
 mod sarif;
 
