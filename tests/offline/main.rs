@@ -29,3 +29,7 @@ mod completions;
 
 // The JSON report against its schema.
 mod report_schema;
+
+// One validation, every format: `report --from-json` renders what `validate` prints.
+mod from_json;
+
