@@ -33,3 +33,5 @@ mod report_schema;
 // One validation, every format: `report --from-json` renders what `validate` prints.
 mod from_json;
 
+// The gate action's install step: a release is installed only with a matching checksum.
+mod gate_install;
