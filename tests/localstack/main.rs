@@ -23,6 +23,8 @@ mod gate;
 mod recipe_script;
 // The gate image: LocalStack plus microseg, deployed to with the AWS CLI, gated inside.
 mod gate_image;
+// The gate action's steps, run as the runner runs them: validate once, render from it.
+mod gate_action;
 // A CloudFormation implementation, correct and broken, gated.
 mod cloudformation;
 // `microseg bench`: phases timed, calls held to the floor.

@@ -24,6 +24,8 @@ die() {
   exit 1
 }
 output() { printf '%s=%s\n' "$1" "$2" >>"$GITHUB_OUTPUT"; }
+# sha256sum where it exists (Linux), shasum on macOS runners (which build from source).
+if command -v sha256sum >/dev/null 2>&1; then sha256=(sha256sum); else sha256=(shasum -a 256); fi
 
 src="$(cd "$ACTION_PATH/../../.." && pwd)"
 [ -f "$src/Cargo.toml" ] || die "no Cargo.toml at $src: the action is not inside a microseg checkout"
@@ -36,10 +38,10 @@ build_from_source() {
   note "building microseg $version from the action's source ($1)"
   output how source
   output src "$src"
-  output lock "$(sha256sum "$src/Cargo.lock" | cut -d' ' -f1)"
+  output lock "$("${sha256[@]}" "$src/Cargo.lock" | cut -d' ' -f1)"
   # Everything the build reads; a cache entry under this key holds the finished binary.
   output tree "$(cd "$src" && find . -type f ! -path './.git/*' ! -path './target/*' -print0 | sort -z |
-    xargs -0 sha256sum | sha256sum | cut -d' ' -f1)"
+    xargs -0 "${sha256[@]}" | "${sha256[@]}" | cut -d' ' -f1)"
   exit 0
 }
 
@@ -83,7 +85,7 @@ fetch "$asset" || die "release $tag lists checksums but $asset cannot be downloa
 
 expected="$(awk -v f="$asset" '$2 == f || $2 == "*" f { print $1 }' "$dir/SHA256SUMS")"
 [ -n "$expected" ] || die "SHA256SUMS of release $tag lists no $asset"
-actual="$(sha256sum "$dir/$asset" | cut -d' ' -f1)"
+actual="$("${sha256[@]}" "$dir/$asset" | cut -d' ' -f1)"
 [ "$actual" = "$expected" ] || die "$asset from $base has SHA-256 $actual; the release's SHA256SUMS says $expected. Not installed."
 note "$asset: SHA-256 $actual matches the release's SHA256SUMS"
 
