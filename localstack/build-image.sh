@@ -10,11 +10,15 @@
 #
 # Built once per machine and reused: the image carries the SHA-256 of requirements.txt
 # (and of this script) as labels; when both match, the script says so and exits at once.
+# Then the gate image goes on top of it (build-gate-image.sh: one layer with the microseg
+# binary, rebuilt only when the binary changed).
 #
-# Usage: localstack/build-image.sh [--force]
+# Usage: localstack/build-image.sh [--force] [--no-gate]
 #   --force                     rebuild even when the image is up to date
+#   --no-gate                   do not build the gate image on top
 #   MICROSEG_LOCALSTACK_IMAGE   tag to build (default microseg/localstack:4.14.0)
 #   MICROSEG_DEBIAN_MIRROR      Debian mirror (default: the one apt uses, else deb.debian.org)
+#   MICROSEG_GATE_IMAGE, MICROSEG_GATE_BINARY: see build-gate-image.sh
 #
 # Exit codes: 0 built or up to date; 2 bad usage; 3 no Docker engine answers (callers
 # skip the container target); anything else a failed build.
@@ -36,12 +40,14 @@ die() {
   printf 'build-image: error: %s\n' "$*" >&2
   exit 1
 }
-usage() { sed -n 's/^# \{0,1\}//; 14,20p' "$script"; }
+usage() { sed -n 's/^# \{0,1\}//; 16,24p' "$script"; }
 
 force=0
+gate=1
 for arg in "$@"; do
   case "$arg" in
     --force) force=1 ;;
+    --no-gate) gate=0 ;;
     -h | --help)
       usage
       exit 0
@@ -55,6 +61,14 @@ for arg in "$@"; do
 done
 
 [ -r "$requirements" ] || die "cannot read $requirements"
+
+# The gate image on top, once this image is there (or already was).
+finish() {
+  if [ "$gate" -eq 1 ]; then
+    MICROSEG_LOCALSTACK_IMAGE="$image" bash "$here/build-gate-image.sh"
+  fi
+  exit 0
+}
 
 # --- Is there a Docker engine? -----------------------------------------------------
 # Exit 3, not 1: callers read "no Docker" as "skip the container target", not as a
@@ -82,7 +96,7 @@ image_labels() {
 }
 if [ "$force" -eq 0 ] && [ "$(image_labels)" = "$wanted" ]; then
   log "$image is up to date (requirements $req_sha); --force rebuilds"
-  exit 0
+  finish
 fi
 
 [ "$(id -u)" -eq 0 ] || die "building needs root (debootstrap, chroot, mount); run it as root or with sudo"
@@ -93,7 +107,7 @@ exec 9>/var/tmp/microseg-build-image.lock
 flock 9
 if [ "$force" -eq 0 ] && [ "$(image_labels)" = "$wanted" ]; then
   log "$image was built meanwhile and is up to date"
-  exit 0
+  finish
 fi
 
 # --- Timings ---------------------------------------------------------------------------
@@ -313,3 +327,4 @@ phase_done
 
 size="$(docker image inspect --format '{{.Size}}' "$image" | awk '{ printf "%.0f MB", $1 / 1e6 }')"
 log "built $image ($size) in $(seconds_since "$build_started") s: $timings"
+finish

@@ -42,6 +42,7 @@ pub mod ledger;
 pub mod observe;
 pub mod plan;
 pub mod reach;
+pub mod recorded;
 pub mod report;
 pub mod run;
 pub mod run_id;

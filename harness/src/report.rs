@@ -137,13 +137,23 @@ pub fn validate_text_with(report: &ValidateReport, paint: Paint) -> String {
 
 /// The gate's verdict as versioned JSON.
 pub fn validate_json(report: &ValidateReport) -> String {
-    serde_json::to_string_pretty(&serde_json::json!({
+    validate_json_with(report, None)
+}
+
+/// [`validate_json`] with what the verdict was computed from (`inputs`), as `microseg
+/// validate` writes it: enough to compute the same verdict again from the file alone
+/// ([`crate::recorded::read_json_report`]).
+pub fn validate_json_with(report: &ValidateReport, inputs: Option<&crate::recorded::GateInputs>) -> String {
+    let mut doc = serde_json::json!({
         "schema_version": REPORT_SCHEMA_VERSION,
         "microseg_version": env!("CARGO_PKG_VERSION"),
         "exit_code": report.exit_code(),
         "validate": report,
-    }))
-    .expect("report serialises")
+    });
+    if let Some(inputs) = inputs {
+        doc["inputs"] = serde_json::to_value(inputs).expect("inputs serialise");
+    }
+    serde_json::to_string_pretty(&doc).expect("report serialises")
 }
 
 /// The run as a table and a verdict, for terminals and logs.
@@ -338,11 +348,48 @@ pub fn matrix_markdown(m: &Matrix) -> String {
     out
 }
 
+/// The spec's path as a SARIF artifact URI: a relative path stays relative (code
+/// scanning resolves it against the repository's root, so `--spec` should be given from
+/// there), with `.` segments dropped, `/` between segments and each segment
+/// percent-encoded; an absolute path becomes a `file://` URI.
+pub fn spec_uri(path: &std::path::Path) -> String {
+    use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+    use std::path::Component;
+    // What a URI path segment may not hold as it is (RFC 3986: not pchar).
+    const SEGMENT: &AsciiSet = &CONTROLS
+        .add(b' ')
+        .add(b'"')
+        .add(b'#')
+        .add(b'%')
+        .add(b'/')
+        .add(b'<')
+        .add(b'>')
+        .add(b'?')
+        .add(b'[')
+        .add(b'\\')
+        .add(b']')
+        .add(b'^')
+        .add(b'`')
+        .add(b'{')
+        .add(b'|')
+        .add(b'}');
+    let mut segments = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(s) => segments.push(utf8_percent_encode(&s.to_string_lossy(), SEGMENT).to_string()),
+            Component::ParentDir => segments.push("..".to_string()),
+            Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
+        }
+    }
+    let joined = segments.join("/");
+    if path.is_absolute() { format!("file:///{joined}") } else { joined }
+}
+
 /// SARIF 2.1.0 for code scanning: one rule per finding kind that occurs (summary, help,
 /// and the matching AWS Config / Prowler / Checkov ids as properties), one result per
-/// finding, located in the spec file (physically, as code scanning needs) and at the
-/// resource (logically).
-pub fn sarif(checks: &[CheckResult], spec_file: &str) -> String {
+/// finding, located in the spec file (physically, as code scanning needs: `spec_uri`, see
+/// [`spec_uri`]) and at the resource (logically).
+pub fn sarif(checks: &[CheckResult], spec_uri: &str) -> String {
     use serde_json::json;
     let mut rule_ids: Vec<&str> = checks.iter().flat_map(|c| c.findings.iter().map(|f| f.id.as_str())).collect();
     rule_ids.sort_unstable();
@@ -380,7 +427,7 @@ pub fn sarif(checks: &[CheckResult], spec_file: &str) -> String {
                 "level": "error",
                 "message": { "text": format!("{}: expected {}; found {}", f.resource, f.expected, f.found) },
                 "locations": [{
-                    "physicalLocation": { "artifactLocation": { "uri": spec_file }, "region": { "startLine": 1 } },
+                    "physicalLocation": { "artifactLocation": { "uri": spec_uri }, "region": { "startLine": 1 } },
                     "logicalLocations": [{ "name": f.resource, "kind": "resource" }],
                 }],
                 "partialFingerprints": { "microsegFinding/v1": format!("{}|{}", f.id, f.resource) },
@@ -395,7 +442,6 @@ pub fn sarif(checks: &[CheckResult], spec_file: &str) -> String {
             "tool": { "driver": {
                 "name": "microseg",
                 "version": env!("CARGO_PKG_VERSION"),
-                "informationUri": "https://example.invalid/microseg",
                 "rules": rules,
             }},
             "results": results,
@@ -454,6 +500,19 @@ mod tests {
             "{xml}"
         );
         assert!(xml.contains("not decidable on this target: d1"), "{xml}");
+    }
+
+    #[test]
+    fn the_spec_path_becomes_a_uri_reference_code_scanning_resolves() {
+        use std::path::Path;
+        assert_eq!(spec_uri(Path::new("network/microseg.toml")), "network/microseg.toml");
+        assert_eq!(spec_uri(Path::new("./network/./microseg.toml")), "network/microseg.toml");
+        assert_eq!(spec_uri(Path::new("specs/our design#2 [v1].toml")), "specs/our%20design%232%20%5Bv1%5D.toml");
+        assert_eq!(spec_uri(Path::new("/home/runner/work/x/spec.toml")), "file:///home/runner/work/x/spec.toml");
+        assert_eq!(spec_uri(Path::new("../elsewhere/spec.toml")), "../elsewhere/spec.toml");
+        let doc: serde_json::Value = serde_json::from_str(&sarif(&checks(), "network/microseg.toml")).unwrap();
+        let location = &doc["runs"][0]["results"][0]["locations"][0]["physicalLocation"];
+        assert_eq!(location["artifactLocation"]["uri"], "network/microseg.toml");
     }
 
     #[test]

@@ -21,6 +21,10 @@ mod scenarios;
 mod gate;
 // The recipe's own bash script, run as written, then gated.
 mod recipe_script;
+// The gate image: LocalStack plus microseg, deployed to with the AWS CLI, gated inside.
+mod gate_image;
+// The gate action's steps, run as the runner runs them: validate once, render from it.
+mod gate_action;
 // A CloudFormation implementation, correct and broken, gated.
 mod cloudformation;
 // `microseg bench`: phases timed, calls held to the floor.

@@ -20,7 +20,7 @@ use crate::support::{microseg_on_shared, shared_endpoint};
 const RECIPE: &str = include_str!("../fixtures/recipe-microsegmentation-nacl-sg.md");
 
 /// The ```bash blocks of the recipe's sections whose heading starts with one of `sections`.
-fn blocks(sections: &[&str]) -> String {
+pub(crate) fn blocks(sections: &[&str]) -> String {
     microseg_harness::bench::shell_blocks(RECIPE, sections)
 }
 
@@ -41,8 +41,14 @@ fn private_tmp(script: &str, dir: &Path) -> String {
 }
 
 /// Runs a script as written (no `set -e`: the recipe does not use it), its `/tmp/`
-/// paths in `tmp`.
+/// paths in `tmp`, against the shared emulator.
 fn run_script(script: &str, tmp: &Path, home: &Path) -> std::process::Output {
+    run_script_at(shared_endpoint(), script, tmp, home)
+}
+
+/// [`run_script`] against the emulator at `endpoint`, with the AWS CLI of the host
+/// target's venv and the emulator's test credentials.
+pub(crate) fn run_script_at(endpoint: &str, script: &str, tmp: &Path, home: &Path) -> std::process::Output {
     let config = home.join("config");
     std::fs::write(&config, "[default]\nregion = us-east-1\noutput = text\n").unwrap();
     let script_path = home.join("script.sh");
@@ -53,7 +59,7 @@ fn run_script(script: &str, tmp: &Path, home: &Path) -> std::process::Output {
         .env("AWS_CONFIG_FILE", &config)
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_ENDPOINT_URL", shared_endpoint())
+        .env("AWS_ENDPOINT_URL", endpoint)
         .env_remove("AWS_REGION")
         .env_remove("AWS_DEFAULT_REGION")
         .output()

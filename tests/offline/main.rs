@@ -32,3 +32,13 @@ mod completions;
 
 // The JSON report against its schema.
 mod report_schema;
+
+// One validation, every format: `report --from-json` renders what `validate` prints.
+mod from_json;
+
+// docs/GATE.md: the caller's workflow it shows is the linted file; the action's inputs
+// and outputs are documented.
+mod gate_docs;
+
+// The gate action's install step: a release is installed only with a matching checksum.
+mod gate_install;

@@ -5,6 +5,7 @@
 use microseg_harness::capabilities::Capabilities;
 use microseg_harness::discover::ZoneMapping;
 use microseg_harness::plan::Plan;
+use microseg_harness::recorded::GateInputs;
 use microseg_harness::{reach, report, spec, validate};
 
 fn validator() -> jsonschema::Validator {
@@ -17,8 +18,11 @@ fn validate_report() -> serde_json::Value {
     let (s, src) = spec::load("recipe").unwrap();
     let plan = Plan::from_spec(&s, &src).unwrap();
     let (observed, _) = reach::designed(&plan);
-    let r = validate::validate(&plan, &observed, &ZoneMapping::default(), &Capabilities::aws(), "designed".into());
-    serde_json::from_str(&report::validate_json(&r)).unwrap()
+    let mapping = ZoneMapping::default();
+    let r = validate::validate(&plan, &observed, &mapping, &Capabilities::aws(), "designed".into());
+    // As `microseg validate` writes it: with what the verdict was computed from.
+    let inputs = GateInputs::new(&src, &mapping, &observed);
+    serde_json::from_str(&report::validate_json_with(&r, Some(&inputs))).unwrap()
 }
 
 #[test]
@@ -37,6 +41,9 @@ fn the_schema_rejects_a_report_that_breaks_it() {
     let mut doc = validate_report();
     doc["validate"]["checks"][0]["status"] = "ok".into();
     assert!(!validator().is_valid(&doc), "an unknown status");
+    let mut doc = validate_report();
+    doc["inputs"].as_object_mut().unwrap().remove("observed");
+    assert!(!validator().is_valid(&doc), "inputs without the deployment");
     let mut doc = validate_report();
     doc["schema_version"] = 2.into();
     assert!(!validator().is_valid(&doc), "another schema version");

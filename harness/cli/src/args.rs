@@ -46,7 +46,8 @@ const EXAMPLES_SWEEP: &str = "Examples:
   $ microseg sweep --older-than 6h --target aws --region eu-west-1 --allow-account 123456789012";
 const EXAMPLES_VALIDATE: &str = "Examples:
   $ microseg validate --scenario recipe --target endpoint=http://127.0.0.1:4566 --vpc-id vpc-0abc
-  $ microseg validate --spec ours.toml --target aws --allow-account 123456789012 --tag app=payments --format sarif";
+  $ microseg validate --spec ours.toml --target aws --allow-account 123456789012 --tag app=payments --format sarif
+  $ microseg validate --spec ours.toml --target aws --allow-account 123456789012 --tag app=payments --report-json gate.json";
 const EXAMPLES_SNAPSHOT: &str = "Examples:
   $ microseg snapshot --target endpoint=http://127.0.0.1:4566 --vpc-id vpc-0abc --out deployment.json
   $ microseg validate --scenario recipe --from-snapshot deployment.json";
@@ -55,7 +56,8 @@ const EXAMPLES_DOCTOR: &str = "Examples:
   $ microseg doctor --target localstack-container";
 const EXAMPLES_REPORT: &str = "Examples:
   $ microseg report --scenario recipe --target endpoint=http://127.0.0.1:4566 --vpc-id vpc-0abc
-  $ microseg report --scenario recipe --from-snapshot deployment.json --format html";
+  $ microseg report --scenario recipe --from-snapshot deployment.json --format html
+  $ microseg report --from-json gate.json --format sarif";
 const EXAMPLES_BENCH: &str = "Examples:
   $ microseg bench
   $ microseg bench --runs 3 --no-script --json";
@@ -86,7 +88,8 @@ pub enum Command {
     /// Which targets can serve here, their versions and divergences.
     #[command(after_help = EXAMPLES_DOCTOR)]
     Doctor(TargetArgs),
-    /// Draw a deployment (as `validate` reads it): Mermaid by default, or any format.
+    /// Draw a deployment (as `validate` reads it), or render a gate's JSON report again
+    /// (`--from-json`): Mermaid by default, or any format.
     #[command(after_help = EXAMPLES_REPORT)]
     Report(ValidateArgs),
     /// Measure full runs, their calls against the floor, target start times, the
@@ -130,7 +133,7 @@ pub struct BenchArgs {
 
 /// `validate` arguments.
 #[derive(Debug, Clone, Args)]
-#[command(group(clap::ArgGroup::new("what").required(true).args(["vpc_id", "tag", "from_snapshot"])))]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["vpc_id", "tag", "from_snapshot", "from_json"])))]
 pub struct ValidateArgs {
     /// Scenario the deployment implements.
     #[command(flatten)]
@@ -147,6 +150,20 @@ pub struct ValidateArgs {
     /// Validate a snapshot file offline, with no credentials.
     #[arg(long, conflicts_with = "expect_gone")]
     pub from_snapshot: Option<PathBuf>,
+    /// Render the gate's JSON report (`--format json` or `--report-json` of an earlier
+    /// validate) in any format, offline: its verdict is computed again from the spec and
+    /// the deployment it records, and must be the one it holds. Takes no spec and no
+    /// target: the file names both.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with_all = ["expect_gone", "scenario", "spec", "variant", "zone_tag", "region", "profile", "allow_account", "wait"]
+    )]
+    pub from_json: Option<PathBuf>,
+    /// Also write the JSON report, with what its verdict was computed from, to this file
+    /// (what `--from-json` reads).
+    #[arg(long, value_name = "FILE", conflicts_with = "expect_gone")]
+    pub report_json: Option<PathBuf>,
     /// After a cleanup: prove that nothing of the deployment remains.
     #[arg(long)]
     pub expect_gone: bool,

@@ -14,6 +14,7 @@ use microseg_harness::checks::CheckResult;
 use microseg_harness::observe::Observed;
 use microseg_harness::plan::Plan;
 use microseg_harness::reach::Reachability;
+use microseg_harness::recorded::GateInputs;
 use microseg_harness::run::RunReport;
 use microseg_harness::validate::ValidateReport;
 use microseg_harness::verdict::Verdict;
@@ -56,8 +57,10 @@ pub enum Report<'a> {
         report: &'a ValidateReport,
         /// What the deployment should implement.
         plan: &'a Plan,
-        /// What was read of it (live or from a snapshot).
-        observed: &'a Observed,
+        /// What the verdict was computed from: the spec's text, the zone mapping, and
+        /// what was read of the deployment (live or from a snapshot). The JSON report
+        /// records it, so that every format can be rendered again from that file.
+        inputs: &'a GateInputs,
     },
 }
 
@@ -71,10 +74,10 @@ impl Report<'_> {
             },
             Format::Json => match self {
                 Report::Run { report: r, .. } => line(report::json(r)),
-                Report::Validate { report: r, .. } => line(report::validate_json(r)),
+                Report::Validate { report: r, inputs, .. } => line(report::validate_json_with(r, Some(inputs))),
             },
             Format::Junit => line(report::junit(self.scenario(), self.checks())),
-            Format::Sarif => line(report::sarif(self.checks(), &self.plan().spec_file.display().to_string())),
+            Format::Sarif => line(report::sarif(self.checks(), &report::spec_uri(&self.plan().spec_file))),
             Format::Markdown => report::markdown(&self.title(), self.checks(), self.reachability().map(|r| &r.matrix)),
             Format::Mermaid => topology::mermaid(&self.topology(), self.reachability()),
             Format::Html => topology::html(&self.title(), &self.topology(), self.reachability(), self.checks()),
@@ -138,7 +141,7 @@ impl Report<'_> {
             Report::Run { report, .. } => {
                 report.observed.as_ref().map_or_else(|| Cow::Owned(Observed::default()), Cow::Borrowed)
             }
-            Report::Validate { observed, .. } => Cow::Borrowed(observed),
+            Report::Validate { inputs, .. } => Cow::Borrowed(&inputs.observed),
         }
     }
 
@@ -161,24 +164,25 @@ mod tests {
 
     use super::*;
 
-    fn recipe() -> (Plan, Observed, ValidateReport) {
+    fn recipe() -> (Plan, GateInputs, ValidateReport) {
         let (s, src) = spec::load("recipe").unwrap();
         let plan = Plan::from_spec(&s, &src).unwrap();
         let (observed, _) = reach::designed(&plan);
-        let r = validate::validate(&plan, &observed, &ZoneMapping::default(), &Capabilities::aws(), "designed".into());
-        (plan, observed, r)
+        let mapping = ZoneMapping::default();
+        let r = validate::validate(&plan, &observed, &mapping, &Capabilities::aws(), "designed".into());
+        (plan, GateInputs::new(&src, &mapping, &observed), r)
     }
 
     #[test]
     fn every_format_renders_from_the_one_report() {
         // Plain, as when stdout is not a terminal (the test's may be one).
         console::set_colors_enabled(false);
-        let (plan, observed, r) = recipe();
-        let report = Report::Validate { report: &r, plan: &plan, observed: &observed };
+        let (plan, inputs, r) = recipe();
+        let report = Report::Validate { report: &r, plan: &plan, inputs: &inputs };
         let render = |f| report.render(f);
         // Stdout as `validate` printed it before the formats were rendered in one place.
         assert_eq!(render(Format::Text), report::validate_text(&r));
-        assert_eq!(render(Format::Json), format!("{}\n", report::validate_json(&r)));
+        assert_eq!(render(Format::Json), format!("{}\n", report::validate_json_with(&r, Some(&inputs))));
         assert_eq!(render(Format::Junit), format!("{}\n", report::junit("recipe", &r.checks)));
         assert!(render(Format::Sarif).ends_with("}\n"));
         assert!(render(Format::Markdown).contains("microseg validate · recipe · designed"));

@@ -14,7 +14,7 @@ use crate::out::{errln, out};
 use std::time::Instant;
 
 use microseg_harness::plan::Plan;
-use microseg_harness::spec;
+use microseg_harness::spec::{self, SpecSource};
 use microseg_harness::target::{Target, TargetKind, TargetOptions};
 
 use crate::args::{Cli, Command, SpecArgs, TargetArgs, Variant};
@@ -59,13 +59,19 @@ fn progress(quiet: bool, msg: impl AsRef<str>) {
 
 /// Loads and validates a spec; every problem is reported at once.
 fn load_plan(args: &SpecArgs) -> Result<Plan, CliError> {
+    load_plan_and_source(args).map(|(plan, _)| plan)
+}
+
+/// [`load_plan`], with the spec's text as loaded (what a gate's JSON report records).
+fn load_plan_and_source(args: &SpecArgs) -> Result<(Plan, SpecSource), CliError> {
     let loaded = match (&args.spec, args.variant) {
         (Some(path), _) => spec::load_file(path),
         (None, Variant::Hardened) => spec::load(&format!("{}-hardened", args.scenario)),
         (None, Variant::AsWritten) => spec::load(&args.scenario),
     };
     let (spec, source) = loaded.map_err(|e| CliError::Spec(e.to_string()))?;
-    Plan::from_spec(&spec, &source).map_err(|e| CliError::Spec(e.to_string()))
+    let plan = Plan::from_spec(&spec, &source).map_err(|e| CliError::Spec(e.to_string()))?;
+    Ok((plan, source))
 }
 
 fn target_options(args: &TargetArgs) -> TargetOptions {
