@@ -40,6 +40,7 @@ pub mod gate;
 pub mod inventory;
 pub mod ledger;
 pub mod observe;
+pub mod permissions;
 pub mod plan;
 pub mod reach;
 pub mod report;

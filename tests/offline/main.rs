@@ -29,3 +29,6 @@ mod completions;
 
 // The JSON report against its schema.
 mod report_schema;
+
+// The sandbox role's policies against the operations microseg calls.
+mod sandbox_policy;
