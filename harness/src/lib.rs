@@ -42,7 +42,10 @@ pub mod ledger;
 pub mod observe;
 pub mod permissions;
 pub mod plan;
+pub mod preflight;
 pub mod reach;
+#[cfg(test)]
+mod replay;
 pub mod report;
 pub mod run;
 pub mod run_id;
