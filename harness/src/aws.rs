@@ -277,6 +277,18 @@ macro_rules! all_items {
 }
 pub(crate) use all_items;
 
+/// The partition of a region: `aws-cn` for China, `aws-us-gov` for GovCloud, `aws`
+/// elsewhere (what ARNs built by hand must name).
+pub fn partition_of(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
+}
+
 /// A log group's ARN without the `:*` suffix that `arn` carries; newer APIs give it as
 /// `logGroupArn`, older ones (and some emulators) only as `arn`.
 pub fn log_group_arn(g: &aws_sdk_cloudwatchlogs::types::LogGroup) -> Option<String> {

@@ -38,6 +38,7 @@ mod error;
 pub mod findings;
 pub mod gate;
 pub mod inventory;
+pub mod job;
 pub mod ledger;
 pub mod observe;
 pub mod permissions;
