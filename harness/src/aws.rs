@@ -37,7 +37,7 @@ pub mod codes {
     pub const PERMISSION_NOT_FOUND: &str = "InvalidPermission.NotFound";
 }
 
-/// The five clients a run uses, all from one `SdkConfig` (one connection pool, one
+/// The clients microseg uses, all from one `SdkConfig` (one connection pool, one
 /// credential chain, one endpoint).
 #[derive(Debug, Clone)]
 pub struct Clients {
@@ -51,6 +51,8 @@ pub struct Clients {
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     /// STS.
     pub sts: aws_sdk_sts::Client,
+    /// Service Quotas (`doctor`'s preflight only).
+    pub quotas: aws_sdk_servicequotas::Client,
     /// Region the clients use.
     pub region: String,
     /// Every request these clients send, counted as it goes over the wire.
@@ -76,6 +78,9 @@ impl Clients {
             ),
             sts: aws_sdk_sts::Client::from_conf(
                 aws_sdk_sts::config::Builder::from(config).interceptor(calls.clone()).build(),
+            ),
+            quotas: aws_sdk_servicequotas::Client::from_conf(
+                aws_sdk_servicequotas::config::Builder::from(config).interceptor(calls.clone()).build(),
             ),
             region: config.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into()),
             calls,
@@ -271,6 +276,18 @@ macro_rules! all_items {
     };
 }
 pub(crate) use all_items;
+
+/// The partition of a region: `aws-cn` for China, `aws-us-gov` for GovCloud, `aws`
+/// elsewhere (what ARNs built by hand must name).
+pub fn partition_of(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
+}
 
 /// A log group's ARN without the `:*` suffix that `arn` carries; newer APIs give it as
 /// `logGroupArn`, older ones (and some emulators) only as `arn`.

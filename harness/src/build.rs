@@ -103,6 +103,12 @@ pub struct BuildContext<'a> {
     /// every DescribeAlarms answer in CBOR (InternalError), which is what the Rust SDK
     /// speaks. On AWS the tags go in PutMetricAlarm, so the alarm is never untagged.
     pub tag_alarm_separately: bool,
+    /// The job label every resource also carries (`run --job`), if any.
+    pub job: Option<crate::job::Job>,
+    /// The permissions boundary the flow-log role is created with (`--role-boundary`):
+    /// the sandbox policy lets microseg create a role only with it, so a role microseg
+    /// makes can never hold more than delivery to a run's log group.
+    pub role_boundary: Option<String>,
 }
 
 impl BuildContext<'_> {
@@ -110,6 +116,9 @@ impl BuildContext<'_> {
         let mut tags: Vec<(String, String)> = extra.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         tags.push(("Name".into(), name.into()));
         tags.extend(self.run_id.tags(&plan.scenario));
+        if let Some(job) = &self.job {
+            tags.push((crate::run_id::TAG_JOB.into(), job.to_string()));
+        }
         tags
     }
 
@@ -150,14 +159,7 @@ impl BuildContext<'_> {
     }
 
     fn partition(&self) -> &'static str {
-        let r = &self.clients.region;
-        if r.starts_with("cn-") {
-            "aws-cn"
-        } else if r.starts_with("us-gov-") {
-            "aws-us-gov"
-        } else {
-            "aws"
-        }
+        crate::aws::partition_of(&self.clients.region)
     }
 }
 
@@ -500,7 +502,8 @@ async fn create_role(plan: &Plan, ctx: &BuildContext<'_>, names: &AccountNames) 
         .role_name(&names.role)
         .path(IAM_PATH)
         .description(format!("VPC Flow Logs delivery for microseg run {}", ctx.run_id))
-        .assume_role_policy_document(trust.to_string());
+        .assume_role_policy_document(trust.to_string())
+        .set_permissions_boundary(ctx.role_boundary.clone());
     for (k, v) in ctx.tags(plan, &names.role, &BTreeMap::new()) {
         req = req.tags(aws_sdk_iam::types::Tag::builder().key(k).value(v).build().expect("key and value are set"));
     }

@@ -110,6 +110,8 @@ impl Deployment {
             account_id,
             fault: None,
             tag_alarm_separately: deployment.capabilities.emulator.is_some(),
+            job: None,
+            role_boundary: None,
         };
         // On failure `deployment` drops here, armed: what the build made is torn down.
         deployment.bindings = build::build(&deployment.plan, &ctx).await?;

@@ -38,11 +38,16 @@ mod error;
 pub mod findings;
 pub mod gate;
 pub mod inventory;
+pub mod job;
 pub mod ledger;
 pub mod observe;
+pub mod permissions;
 pub mod plan;
+pub mod preflight;
 pub mod reach;
 pub mod recorded;
+#[cfg(test)]
+mod replay;
 pub mod report;
 pub mod run;
 pub mod run_id;

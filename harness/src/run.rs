@@ -42,6 +42,13 @@ pub struct RunOptions {
     pub ledger_dir: Option<std::path::PathBuf>,
     /// Ignore Ctrl-C (tests run many runs in one process).
     pub no_signal_handler: bool,
+    /// The job this run belongs to: its resources carry the label, and the job's earlier
+    /// runs are looked for before anything is built ([`crate::job`]).
+    pub job: Option<crate::job::Job>,
+    /// What to do when the job's earlier runs still have resources.
+    pub earlier_runs: crate::job::EarlierRuns,
+    /// The permissions boundary of the flow-log role ([`BuildContext::role_boundary`]).
+    pub role_boundary: Option<String>,
 }
 
 /// Where a run happens: the clients it calls through, and what the ledger and the
@@ -178,6 +185,8 @@ pub struct RunReport {
     pub kept: bool,
     /// Calls per operation over the whole run.
     pub calls_by_operation: std::collections::BTreeMap<String, usize>,
+    /// Earlier runs of the same job that this run swept before it started.
+    pub swept_earlier_runs: Vec<RunId>,
 }
 
 impl RunReport {
@@ -211,6 +220,21 @@ pub enum RunError {
     /// The account id could not be read.
     #[error(transparent)]
     Aws(#[from] crate::aws::AwsError),
+    /// The job's earlier runs still have resources: the run refused to start (or its
+    /// sweep of them left some). Nothing was built.
+    #[error(
+        "job {job}: earlier run(s) still have resources: {}\n(hint: {})",
+        runs.join("; "),
+        if *swept { "the sweep could not remove them all; see what is left with `microseg sweep --run-id <id>` and the ledger".to_string() } else { "sweep them first with `--earlier-runs sweep`, or `microseg sweep --run-id <id>` for each".to_string() }
+    )]
+    EarlierRunsRemain {
+        /// The job.
+        job: String,
+        /// Each run with what it still has.
+        runs: Vec<String>,
+        /// Whether they were swept first (and something survived).
+        swept: bool,
+    },
     /// A second Ctrl-C came during teardown: the run stopped without finishing it. The
     /// ledger stays on disk, unfinished, for `sweep`. A command line exits at once.
     #[error("second Ctrl-C: teardown abandoned; finish with `microseg sweep --run-id {run_id}`")]
@@ -287,6 +311,10 @@ pub async fn run(plan: &Plan, target: &RunTarget, opts: &RunOptions) -> Result<R
             .unwrap_or_default()
             .to_string(),
     };
+    let swept_earlier_runs = match &opts.job {
+        Some(job) => clear_earlier_runs(clients, job, &account_id, opts.earlier_runs).await?,
+        None => Vec::new(),
+    };
     let run_id = RunId::generate();
     let dir = opts.ledger_dir.clone().unwrap_or_else(ledger::runs_dir);
     let ledger = Ledger::create(&dir, &run_id, &plan.scenario, target_description, endpoint.clone(), &clients.region)?;
@@ -308,6 +336,7 @@ pub async fn run(plan: &Plan, target: &RunTarget, opts: &RunOptions) -> Result<R
         leftovers: Vec::new(),
         kept: false,
         calls_by_operation: Default::default(),
+        swept_earlier_runs,
     };
     tracing::info!("run {run_id}: building {} on {target_description}", plan.scenario);
 
@@ -386,6 +415,44 @@ pub async fn run(plan: &Plan, target: &RunTarget, opts: &RunOptions) -> Result<R
     Ok(report)
 }
 
+/// Finds what the job's earlier runs left; refuses, or sweeps it and returns the runs
+/// swept. Any resource left after the sweep refuses the run as well.
+async fn clear_earlier_runs(
+    clients: &Clients,
+    job: &crate::job::Job,
+    account: &str,
+    policy: crate::job::EarlierRuns,
+) -> Result<Vec<RunId>, RunError> {
+    let describe = |by_run: &std::collections::BTreeMap<RunId, Vec<inventory::Item>>| -> Vec<String> {
+        by_run
+            .iter()
+            .map(|(run, items)| {
+                let kinds: Vec<String> = items.iter().map(|i| format!("{} {}", i.kind, i.id)).collect();
+                format!("{run} ({})", kinds.join(", "))
+            })
+            .collect()
+    };
+    let earlier = crate::job::earlier_runs(clients, job, account).await?;
+    if earlier.is_empty() {
+        return Ok(Vec::new());
+    }
+    if policy == crate::job::EarlierRuns::Refuse {
+        return Err(RunError::EarlierRunsRemain { job: job.to_string(), runs: describe(&earlier), swept: false });
+    }
+    let mut left = std::collections::BTreeMap::new();
+    for run in earlier.keys() {
+        tracing::warn!("job {job}: sweeping earlier run {run} before this one");
+        let report = crate::sweep::sweep(clients, &crate::sweep::Selection::Run(run.clone())).await?;
+        if !report.leftovers.is_empty() {
+            left.insert(run.clone(), report.leftovers);
+        }
+    }
+    if !left.is_empty() {
+        return Err(RunError::EarlierRunsRemain { job: job.to_string(), runs: describe(&left), swept: true });
+    }
+    Ok(earlier.into_keys().collect())
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn build_and_check(
     plan: &Plan,
@@ -404,6 +471,8 @@ async fn build_and_check(
         account_id,
         fault: opts.fault,
         tag_alarm_separately: caps.emulator.is_some(),
+        job: opts.job.clone(),
+        role_boundary: opts.role_boundary.clone(),
     };
     let clock = PhaseClock::start("build", clients);
     let built = build::build(plan, &ctx).await;

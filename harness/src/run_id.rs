@@ -17,6 +17,9 @@ pub const TAG_RUN_ID: &str = "microseg:run-id";
 pub const TAG_SCENARIO: &str = "microseg:scenario";
 /// Tag key holding the creation time, in Unix seconds (for `sweep --older-than`).
 pub const TAG_CREATED_AT: &str = "microseg:created-at";
+/// Tag key holding a run's job label (`run --job`), by which a run finds what the job's
+/// earlier runs left ([`crate::job`]).
+pub const TAG_JOB: &str = "microseg:job";
 /// IAM path of every role a run creates, so roles can be listed without a full scan.
 pub const IAM_PATH: &str = "/microseg/";
 

@@ -35,3 +35,7 @@ mod terminal;
 mod api;
 // A fault-injecting proxy between the SDK and LocalStack.
 mod faults;
+// The sandbox role's policy against every operation microseg calls.
+mod policy;
+// Jobs: an earlier run's leftovers refuse the next run of its job, or are swept first.
+mod jobs;

@@ -1,7 +1,9 @@
 //! Break one thing on a live deployment through the SDK; the right check must fail and
 //! name the resource. The unmutated deployment must have no findings.
 
-use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, UserIdGroupPair};
+use aws_sdk_ec2::types::{
+    AttributeBooleanValue, Filter, IpPermission, IpRange, ResourceType, Tag, TagSpecification, UserIdGroupPair,
+};
 use microseg_harness::aws::Clients;
 use microseg_harness::bindings::Bindings;
 use microseg_harness::capabilities::Capabilities;
@@ -76,6 +78,17 @@ enum Mutation {
     RemoveRolePolicy,
     AlarmThresholdChanged,
     DeleteIgwRoute,
+    // Closed world: what an implementation adds that the spec says nothing about.
+    ManagementRoutedToIgw,
+    WebSubnetAutoPublicIp,
+    ExtraSubnet,
+    ExtraNacl,
+    ExtraGroup,
+    MainTableRouteToIgw,
+    S3GatewayEndpoint,
+    EgressOnlyGateway,
+    PeeringToAnotherVpc,
+    ExtraSubnetFlowLog,
 }
 
 #[rstest]
@@ -116,6 +129,21 @@ enum Mutation {
     "alarm VPC-Rejected-Traffic-High-ms-"
 )]
 #[case::igw_route(Mutation::DeleteIgwRoute, "routes", "MS-RT-ROUTE-MISSING", "route table public")]
+#[case::isolated_zone_to_igw(Mutation::ManagementRoutedToIgw, "routes", "MS-RT-UNPLANNED", "route table mutation-rt")]
+#[case::auto_public_ip(Mutation::WebSubnetAutoPublicIp, "exposure", "MS-SUBNET-AUTO-PUBLIC-IP", "subnet web")]
+#[case::extra_subnet(Mutation::ExtraSubnet, "associations", "MS-SUBNET-UNPLANNED", "subnet 10.0.9.0/24")]
+#[case::extra_nacl(Mutation::ExtraNacl, "nacl-rules", "MS-NACL-UNPLANNED", "NACL mutation-nacl")]
+#[case::extra_group(Mutation::ExtraGroup, "security-groups", "MS-SG-UNPLANNED", "security group mutation-sg")]
+#[case::main_table_route(Mutation::MainTableRouteToIgw, "routes", "MS-RT-MAIN-ROUTE", "main route table")]
+#[case::vpc_endpoint(
+    Mutation::S3GatewayEndpoint,
+    "gateways",
+    "MS-VPCE-UNPLANNED",
+    "VPC endpoint com.amazonaws.us-east-1.s3"
+)]
+#[case::egress_only(Mutation::EgressOnlyGateway, "gateways", "MS-EIGW-UNPLANNED", "egress-only internet gateway")]
+#[case::peering(Mutation::PeeringToAnotherVpc, "gateways", "MS-PEERING-UNPLANNED", "peering connection")]
+#[case::extra_flow_log(Mutation::ExtraSubnetFlowLog, "flow-log", "MS-FLOW-UNPLANNED", "flow log to cloud-watch-logs")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_mutation_is_caught_by_the_right_finding(
     #[case] m: Mutation,
@@ -125,8 +153,11 @@ async fn each_mutation_is_caught_by_the_right_finding(
 ) {
     let _t = crate::support::timer();
     let d = Deployed::new().await;
-    mutate(&d, m).await;
+    let added = mutate(&d, m).await;
     let checks = d.checks().await;
+    // What the sweep cannot know (it deletes by the run's tag what build creates) goes
+    // first, whatever the assertions below say.
+    remove(&d, added).await;
     let f = finding(&checks, check, id);
     assert!(f.resource.starts_with(resource), "{m:?}: resource {:?} should start with {resource:?}", f.resource);
     // The bound id is named too, so a reviewer can find the resource.
@@ -136,7 +167,37 @@ async fn each_mutation_is_caught_by_the_right_finding(
     d.sweep().await;
 }
 
-async fn mutate(d: &Deployed, m: Mutation) {
+/// What a mutation added that only the test knows how to remove.
+#[derive(Default)]
+struct Added {
+    vpc_endpoint: Option<String>,
+    egress_only_gateway: Option<String>,
+    peering: Option<String>,
+}
+
+async fn remove(d: &Deployed, added: Added) {
+    let ec2 = &d.clients.ec2;
+    if let Some(id) = added.vpc_endpoint {
+        ec2.delete_vpc_endpoints().vpc_endpoint_ids(id).send().await.unwrap();
+    }
+    if let Some(id) = added.egress_only_gateway {
+        ec2.delete_egress_only_internet_gateway().egress_only_internet_gateway_id(id).send().await.unwrap();
+    }
+    if let Some(id) = added.peering {
+        ec2.delete_vpc_peering_connection().vpc_peering_connection_id(id).send().await.unwrap();
+    }
+}
+
+/// The run's tag and a `Name`, so the sweep finds what a mutation creates.
+fn tagged(d: &Deployed, kind: ResourceType, name: &str) -> TagSpecification {
+    TagSpecification::builder()
+        .resource_type(kind)
+        .tags(Tag::builder().key(microseg_harness::run_id::TAG_RUN_ID).value(d.report.run_id.as_str()).build())
+        .tags(Tag::builder().key("Name").value(name).build())
+        .build()
+}
+
+async fn mutate(d: &Deployed, m: Mutation) -> Added {
     let ec2 = &d.clients.ec2;
     let b = d.b();
     let vpc = b.vpc_id.clone().unwrap();
@@ -328,5 +389,133 @@ async fn mutate(d: &Deployed, m: Mutation) {
                 .await
                 .unwrap();
         }
+        Mutation::ManagementRoutedToIgw => {
+            let rt = ec2
+                .create_route_table()
+                .vpc_id(&vpc)
+                .tag_specifications(tagged(d, ResourceType::RouteTable, "mutation-rt"))
+                .send()
+                .await
+                .unwrap();
+            let rt = rt.route_table().and_then(|t| t.route_table_id()).unwrap().to_string();
+            ec2.create_route()
+                .route_table_id(&rt)
+                .destination_cidr_block("0.0.0.0/0")
+                .gateway_id(b.internet_gateway_id.clone().unwrap())
+                .send()
+                .await
+                .unwrap();
+            ec2.associate_route_table().route_table_id(&rt).subnet_id(d.id(&b.zones, "management")).send().await.unwrap();
+        }
+        Mutation::WebSubnetAutoPublicIp => {
+            ec2.modify_subnet_attribute()
+                .subnet_id(d.id(&b.zones, "web"))
+                .map_public_ip_on_launch(AttributeBooleanValue::builder().value(true).build())
+                .send()
+                .await
+                .unwrap();
+        }
+        Mutation::ExtraSubnet => {
+            ec2.create_subnet()
+                .vpc_id(&vpc)
+                .cidr_block("10.0.9.0/24")
+                .tag_specifications(tagged(d, ResourceType::Subnet, "mutation-subnet"))
+                .send()
+                .await
+                .unwrap();
+        }
+        Mutation::ExtraNacl => {
+            ec2.create_network_acl()
+                .vpc_id(&vpc)
+                .tag_specifications(tagged(d, ResourceType::NetworkAcl, "mutation-nacl"))
+                .send()
+                .await
+                .unwrap();
+        }
+        Mutation::ExtraGroup => {
+            ec2.create_security_group()
+                .vpc_id(&vpc)
+                .group_name("mutation-sg")
+                .description("added by a mutation test")
+                .tag_specifications(tagged(d, ResourceType::SecurityGroup, "mutation-sg"))
+                .send()
+                .await
+                .unwrap();
+        }
+        Mutation::MainTableRouteToIgw => {
+            let main = ec2
+                .describe_route_tables()
+                .filters(Filter::builder().name("vpc-id").values(&vpc).build())
+                .filters(Filter::builder().name("association.main").values("true").build())
+                .send()
+                .await
+                .unwrap();
+            let main = main.route_tables()[0].route_table_id().unwrap().to_string();
+            ec2.create_route()
+                .route_table_id(main)
+                .destination_cidr_block("0.0.0.0/0")
+                .gateway_id(b.internet_gateway_id.clone().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+        Mutation::S3GatewayEndpoint => {
+            let out = ec2
+                .create_vpc_endpoint()
+                .vpc_id(&vpc)
+                .service_name(format!("com.amazonaws.{}.s3", d.clients.region))
+                .route_table_ids(d.id(&b.route_tables, "public"))
+                .send()
+                .await
+                .unwrap();
+            return Added {
+                vpc_endpoint: out.vpc_endpoint().and_then(|e| e.vpc_endpoint_id()).map(str::to_string),
+                ..Added::default()
+            };
+        }
+        Mutation::EgressOnlyGateway => {
+            let out = ec2.create_egress_only_internet_gateway().vpc_id(&vpc).send().await.unwrap();
+            return Added {
+                egress_only_gateway: out
+                    .egress_only_internet_gateway()
+                    .and_then(|g| g.egress_only_internet_gateway_id())
+                    .map(str::to_string),
+                ..Added::default()
+            };
+        }
+        Mutation::PeeringToAnotherVpc => {
+            // The other VPC carries the run's tag: the sweep deletes it.
+            let other = ec2
+                .create_vpc()
+                .cidr_block("10.99.0.0/16")
+                .tag_specifications(tagged(d, ResourceType::Vpc, "mutation-peer"))
+                .send()
+                .await
+                .unwrap();
+            let other = other.vpc().and_then(|v| v.vpc_id()).unwrap().to_string();
+            let out = ec2.create_vpc_peering_connection().vpc_id(&vpc).peer_vpc_id(other).send().await.unwrap();
+            return Added {
+                peering: out.vpc_peering_connection().and_then(|p| p.vpc_peering_connection_id()).map(str::to_string),
+                ..Added::default()
+            };
+        }
+        Mutation::ExtraSubnetFlowLog => {
+            let role = format!(
+                "arn:aws:iam::000000000000:role/microseg/{}",
+                b.role_name.clone().unwrap()
+            );
+            ec2.create_flow_logs()
+                .resource_type(aws_sdk_ec2::types::FlowLogsResourceType::Subnet)
+                .resource_ids(d.id(&b.zones, "web"))
+                .traffic_type(aws_sdk_ec2::types::TrafficType::Reject)
+                .log_destination_type(aws_sdk_ec2::types::LogDestinationType::CloudWatchLogs)
+                .log_group_name(b.log_group_name.clone().unwrap())
+                .deliver_logs_permission_arn(role)
+                .tag_specifications(tagged(d, ResourceType::VpcFlowLog, "mutation-flow-log"))
+                .send()
+                .await
+                .unwrap();
+        }
     }
+    Added::default()
 }

@@ -138,6 +138,7 @@ async fn aws_target_refuses_an_account_not_in_the_allowlist() {
     let mut opts = TargetOptions::new(TargetKind::Aws);
     opts.aws_endpoint_override = Some(shared_endpoint().to_string());
     opts.region = Some("us-east-1".into());
+    opts.allow_regions = vec!["us-east-1".into()];
     opts.allow_accounts = vec!["111111111111".into()];
     match Target::start(&opts).await {
         Err(TargetError::AccountNotAllowed { actual, allowed }) => {

@@ -99,6 +99,112 @@ fn aws_target_without_allowlist_is_refused_before_any_call() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no --allow-account given"));
 }
 
+/// The aws target with fake credentials and no network reachable: had a guard let a call
+/// through, the error would be a failed connection, not the refusal.
+fn microseg_on_aws(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_microseg"))
+        .args(args)
+        .args(["--target", "aws"])
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .env("AWS_ACCESS_KEY_ID", "AKIAFAKEFAKEFAKEFAKE")
+        .env("AWS_SECRET_ACCESS_KEY", "fake")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn aws_target_refuses_any_region_not_named_before_any_call() {
+    for command in [&["run"][..], &["sweep", "--older-than", "6h"], &["doctor"], &["validate", "--vpc-id", "vpc-1"]] {
+        let without = [command, &["--allow-account", "123456789012", "--region", "eu-west-1"]].concat();
+        let out = microseg_on_aws(&without);
+        assert_eq!(out.status.code(), Some(exit::TARGET_UNAVAILABLE), "{without:?}");
+        let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("without --allow-region"), "{without:?}: {text}");
+        let other = [&without[..], &["--allow-region", "us-east-1"]].concat();
+        let out = microseg_on_aws(&other);
+        assert_eq!(out.status.code(), Some(exit::TARGET_UNAVAILABLE), "{other:?}");
+        let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("refusing AWS region eu-west-1: it is not in --allow-region (us-east-1)"),
+            "{other:?}: {text}"
+        );
+    }
+    // No --region and no region in the environment: refused as well, said so.
+    let out = microseg_on_aws(&["run", "--allow-account", "123456789012", "--allow-region", "us-east-1"]);
+    assert_eq!(out.status.code(), Some(exit::TARGET_UNAVAILABLE));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no --region, AWS_REGION or profile region"));
+}
+
+#[test]
+fn sweep_all_on_a_real_account_needs_its_confirmation_flag() {
+    let out = microseg_on_aws(&[
+        "sweep",
+        "--all",
+        "--allow-account",
+        "123456789012",
+        "--allow-region",
+        "eu-west-1",
+        "--region",
+        "eu-west-1",
+    ]);
+    assert_eq!(out.status.code(), Some(exit::USAGE));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--yes-delete-all-runs") && err.contains("every microseg run"), "{err}");
+    // With it, the sweep goes on to the target, whose next guard (a region not allowed,
+    // so no request leaves) is what stops it here.
+    let out = microseg_on_aws(&[
+        "sweep",
+        "--all",
+        "--yes-delete-all-runs",
+        "--allow-account",
+        "123456789012",
+        "--allow-region",
+        "us-east-1",
+        "--region",
+        "eu-west-1",
+        "--quiet",
+    ]);
+    assert_eq!(out.status.code(), Some(exit::TARGET_UNAVAILABLE), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refusing AWS region eu-west-1") && !err.contains("--yes-delete-all-runs"), "{err}");
+    // The flag confirms --all and nothing else, refused before any target starts (the
+    // target here is a listener that counts connections).
+    let counter = Counter::new();
+    let out = Command::new(env!("CARGO_BIN_EXE_microseg"))
+        .args([
+            "sweep",
+            "--yes-delete-all-runs",
+            "--older-than",
+            "1h",
+            "--target",
+            &format!("endpoint={}", counter.url()),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(exit::USAGE), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only --all"));
+    assert_eq!(counter.connections(), 0);
+}
+
+#[test]
+fn sweep_all_on_an_emulator_needs_no_confirmation() {
+    // The emulator is a listener that counts connections and answers nothing: the sweep
+    // gets as far as trying it, which is the point (no refusal before).
+    let counter = Counter::new();
+    let out = Command::new(env!("CARGO_BIN_EXE_microseg"))
+        .args(["sweep", "--all", "--quiet", "--wait", "1s", "--target", &format!("endpoint={}", counter.url())])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(exit::TARGET_UNAVAILABLE), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(counter.connections() > 0, "the sweep never tried the emulator");
+}
+
 #[test]
 fn dry_run_prints_the_plan_and_calls_nothing() {
     let counter = Counter::new();

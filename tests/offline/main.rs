@@ -42,3 +42,6 @@ mod gate_docs;
 
 // The gate action's install step: a release is installed only with a matching checksum.
 mod gate_install;
+
+// The sandbox role's policies against the operations microseg calls.
+mod sandbox_policy;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use microseg_harness::build::{Fault, Wave};
+use microseg_harness::job::{EarlierRuns, Job};
 use microseg_harness::run_id::RunId;
 use microseg_harness::target::TargetKind;
 
@@ -37,23 +38,26 @@ const EXAMPLES_TOP: &str = "Examples:
 const EXAMPLES_RUN: &str = "Examples:
   $ microseg run
   $ microseg run --scenario microservices --variant hardened --format junit --report-json report.json
-  $ microseg run --spec my-design.toml --target endpoint=http://127.0.0.1:4566 --wait 30s";
+  $ microseg run --spec my-design.toml --target endpoint=http://127.0.0.1:4566 --wait 30s
+  $ microseg run --target aws --region eu-west-1 --allow-account 123456789012 --allow-region eu-west-1 --job eu-west-1-recipe --earlier-runs sweep";
 const EXAMPLES_PLAN: &str = "Examples:
   $ microseg plan --spec my-design.toml
   $ microseg plan --scenario recipe --reach";
 const EXAMPLES_SWEEP: &str = "Examples:
   $ microseg sweep --abandoned
-  $ microseg sweep --older-than 6h --target aws --region eu-west-1 --allow-account 123456789012";
+  $ microseg sweep --older-than 6h --target aws --region eu-west-1 --allow-account 123456789012 --allow-region eu-west-1
+  $ microseg sweep --all --yes-delete-all-runs --target aws --region eu-west-1 --allow-account 123456789012 --allow-region eu-west-1";
 const EXAMPLES_VALIDATE: &str = "Examples:
   $ microseg validate --scenario recipe --target endpoint=http://127.0.0.1:4566 --vpc-id vpc-0abc
-  $ microseg validate --spec ours.toml --target aws --allow-account 123456789012 --tag app=payments --format sarif
-  $ microseg validate --spec ours.toml --target aws --allow-account 123456789012 --tag app=payments --report-json gate.json";
+  $ microseg validate --spec ours.toml --target aws --allow-account 123456789012 --allow-region eu-west-1 --tag app=payments --format sarif
+  $ microseg validate --spec ours.toml --target aws --allow-account 123456789012 --allow-region eu-west-1 --tag app=payments --report-json gate.json";
 const EXAMPLES_SNAPSHOT: &str = "Examples:
   $ microseg snapshot --target endpoint=http://127.0.0.1:4566 --vpc-id vpc-0abc --out deployment.json
   $ microseg validate --scenario recipe --from-snapshot deployment.json";
 const EXAMPLES_DOCTOR: &str = "Examples:
   $ microseg doctor
-  $ microseg doctor --target localstack-container";
+  $ microseg doctor --target localstack-container
+  $ microseg doctor --target aws --region eu-west-1 --allow-account 123456789012 --allow-region eu-west-1 --all-scenarios";
 const EXAMPLES_REPORT: &str = "Examples:
   $ microseg report --scenario recipe --target endpoint=http://127.0.0.1:4566 --vpc-id vpc-0abc
   $ microseg report --scenario recipe --from-snapshot deployment.json --format html
@@ -85,9 +89,10 @@ pub enum Command {
     /// Write what a deployment looks like to a file, for an offline `validate`.
     #[command(after_help = EXAMPLES_SNAPSHOT)]
     Snapshot(SnapshotArgs),
-    /// Which targets can serve here, their versions and divergences.
+    /// Which targets can serve here, their versions and divergences; with --target, a
+    /// preflight of that target for the scenarios (quotas, permissions), read-only.
     #[command(after_help = EXAMPLES_DOCTOR)]
-    Doctor(TargetArgs),
+    Doctor(DoctorArgs),
     /// Draw a deployment (as `validate` reads it), or render a gate's JSON report again
     /// (`--from-json`): Mermaid by default, or any format.
     #[command(after_help = EXAMPLES_REPORT)]
@@ -105,6 +110,26 @@ pub enum Command {
     /// Print the man page (roff), generated from these same definitions.
     #[command(after_help = EXAMPLES_MAN)]
     Man,
+}
+
+/// `doctor` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct DoctorArgs {
+    /// The target to start and check (default: only list what could serve).
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// With --target: a scenario the preflight checks room and permissions for, a built-in
+    /// name (`three-tier-hardened`) or a spec file; repeatable (default: recipe). Several
+    /// are taken to run one after another, as the nightly runs them.
+    #[arg(long = "scenario", value_name = "NAME|FILE")]
+    pub scenarios: Vec<String>,
+    /// With --target: every built-in scenario in both variants.
+    #[arg(long, conflicts_with = "scenarios")]
+    pub all_scenarios: bool,
+    /// The permissions boundary runs give the flow-log role (see `run --role-boundary`);
+    /// the preflight simulates iam:CreateRole with it.
+    #[arg(long, value_name = "POLICY_ARN", env = "MICROSEG_ROLE_BOUNDARY")]
+    pub role_boundary: Option<String>,
 }
 
 /// `bench` arguments.
@@ -244,6 +269,10 @@ pub struct TargetArgs {
     /// Account id the aws target may touch; repeatable. Required for --target aws.
     #[arg(long = "allow-account", value_name = "ACCOUNT_ID", value_parser = account_id)]
     pub allow_account: Vec<String>,
+    /// Region the aws target may touch; repeatable. Required for --target aws: any other
+    /// region (from --region, AWS_REGION or the profile) is refused before any call.
+    #[arg(long = "allow-region", value_name = "REGION", value_parser = region_name)]
+    pub allow_region: Vec<String>,
     /// How long to wait for an emulator to answer (`90s`, `5m`): for one microseg
     /// starts, until every service is ready (default 3m); for endpoint=<url>, until it
     /// answers (default 60s, but a few seconds when loopback refuses the connection,
@@ -273,10 +302,41 @@ pub struct RunArgs {
     /// Also write the JSON report to this file.
     #[arg(long)]
     pub report_json: Option<PathBuf>,
+    /// A label for the job this run stands for (`eu-west-1-recipe-hardened`): every
+    /// resource carries it, and before building, the run looks for what the job's earlier
+    /// runs left (see --earlier-runs).
+    #[arg(long, value_name = "LABEL", value_parser = Job::parse)]
+    pub job: Option<Job>,
+    /// With --job, when the job's earlier runs still have resources: refuse to start, or
+    /// sweep them first (and refuse if anything is left).
+    #[arg(long, value_enum, default_value = "refuse", requires = "job")]
+    pub earlier_runs: EarlierRunsArg,
+    /// A managed policy to create the flow-log role with as its permissions boundary
+    /// (the sandbox policy in .github/aws/ allows iam:CreateRole only with one).
+    #[arg(long, value_name = "POLICY_ARN", env = "MICROSEG_ROLE_BOUNDARY")]
+    pub role_boundary: Option<String>,
     /// Inject a failure for tests: `error@<wave>`, `panic@<wave>` or `hang@<wave>`, wave one of
     /// foundation, network, rules.
     #[arg(long, hide = true, env = "MICROSEG_INJECT", value_parser = fault)]
     pub inject: Option<Fault>,
+}
+
+/// What a run does about the job's earlier runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EarlierRunsArg {
+    /// Refuse to start, naming them.
+    Refuse,
+    /// Sweep them first.
+    Sweep,
+}
+
+impl From<EarlierRunsArg> for EarlierRuns {
+    fn from(a: EarlierRunsArg) -> EarlierRuns {
+        match a {
+            EarlierRunsArg::Refuse => EarlierRuns::Refuse,
+            EarlierRunsArg::Sweep => EarlierRuns::Sweep,
+        }
+    }
 }
 
 /// `sweep` arguments.
@@ -294,6 +354,10 @@ pub struct SweepArgs {
     /// Sweep every microseg run in the account and region.
     #[arg(long)]
     pub all: bool,
+    /// With --all on the aws target: yes, delete every microseg run in the account and
+    /// region, those of other people and of running jobs included.
+    #[arg(long)]
+    pub yes_delete_all_runs: bool,
     /// Sweep the runs whose on-disk ledgers were left by killed processes.
     #[arg(long, conflicts_with_all = ["run_id", "older_than", "all"])]
     pub abandoned: bool,
@@ -321,6 +385,17 @@ fn account_id(s: &str) -> Result<String, String> {
     } else {
         Err("an AWS account id is 12 digits".to_string())
     }
+}
+
+/// An AWS region's name (`eu-west-1`, `us-gov-west-1`): lowercase words and a number,
+/// joined by hyphens.
+fn region_name(s: &str) -> Result<String, String> {
+    let parts: Vec<&str> = s.split('-').collect();
+    let words = &parts[..parts.len().saturating_sub(1)];
+    let ok = parts.len() >= 3
+        && words.iter().all(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_lowercase()))
+        && parts.last().is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+    if ok { Ok(s.to_string()) } else { Err("an AWS region is like eu-west-1".to_string()) }
 }
 
 /// `6h`, `30m`: what humantime reads, with an example when it cannot.
@@ -383,11 +458,30 @@ mod tests {
             (&["sweep", "--older-than", "six hours"], "e.g. 6h, 30m"),
             (&["validate", "--vpc-id", "v", "--tag", "novalue"], "expected KEY=VALUE"),
             (&["run", "--allow-account", "12345"], "12 digits"),
+            (&["run", "--allow-region", "EU-WEST-1"], "like eu-west-1"),
+            (&["run", "--allow-region", "eu-west"], "like eu-west-1"),
+            (&["run", "--job", "a;b"], "letters, digits"),
         ] {
             let e = parse(args).unwrap_err();
             assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{args:?}: {e}");
             assert!(e.to_string().contains(says), "{args:?}: {e}");
         }
+    }
+
+    #[test]
+    fn earlier_runs_is_a_choice_of_a_job() {
+        let Command::Run(r) = parse(&["run", "--job", "eu-west-1-recipe", "--earlier-runs", "sweep"]).unwrap().command
+        else {
+            panic!("run")
+        };
+        assert_eq!(
+            (r.job.map(|j| j.to_string()), r.earlier_runs),
+            (Some("eu-west-1-recipe".into()), EarlierRunsArg::Sweep)
+        );
+        let Command::Run(r) = parse(&["run"]).unwrap().command else { panic!("run") };
+        assert_eq!((r.job, r.earlier_runs), (None, EarlierRunsArg::Refuse));
+        let e = parse(&["run", "--earlier-runs", "sweep"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument, "{e}");
     }
 
     /// Every `$ microseg …` line under every `--help` is a command line that parses: an

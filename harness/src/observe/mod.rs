@@ -404,4 +404,7 @@ impl Observed {
 
 mod live;
 
+#[cfg(test)]
+mod aws_shapes;
+
 pub use live::{ObserveError, read_live};

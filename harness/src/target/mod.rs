@@ -98,6 +98,9 @@ pub struct TargetOptions {
     pub profile: Option<String>,
     /// Account ids a run may touch on `aws` (`--allow-account`).
     pub allow_accounts: Vec<String>,
+    /// Regions a run may touch on `aws` (`--allow-region`): any other region, the one
+    /// the credential chain or the profile picks included, is refused before any call.
+    pub allow_regions: Vec<String>,
     /// Start-up timeout for emulators.
     pub startup_timeout: Duration,
     /// Leave a started emulator running (`MICROSEG_KEEP=1`).
@@ -127,6 +130,7 @@ impl TargetOptions {
             region: None,
             profile: None,
             allow_accounts: Vec::new(),
+            allow_regions: Vec::new(),
             startup_timeout: Duration::from_secs(180),
             keep_emulator: std::env::var("MICROSEG_KEEP").is_ok_and(|v| v == "1"),
             probe: true,
@@ -217,6 +221,19 @@ pub enum TargetError {
         "refusing to use a real AWS account: no --allow-account given\n(hint: pass --allow-account <12-digit id> naming the sandbox account this run may create and delete resources in)"
     )]
     NoAllowlist,
+    /// `--target aws` without `--allow-region`.
+    #[error(
+        "refusing to use a real AWS account without --allow-region\n(hint: pass --allow-region <region> for each region of the sandbox account this run may create and delete resources in)"
+    )]
+    NoRegionAllowlist,
+    /// The region the run would use is not allowed.
+    #[error("refusing AWS region {}: it is not in --allow-region ({})\n(hint: check --region, the profile's region and AWS_REGION; only the listed regions are touched)", if region.is_empty() { "(none: no --region, AWS_REGION or profile region)" } else { region.as_str() }, allowed.join(", "))]
+    RegionNotAllowed {
+        /// The region the run would use.
+        region: String,
+        /// The allowlist.
+        allowed: Vec<String>,
+    },
     /// The credentials belong to another account.
     #[error("refusing to use AWS account {actual}: it is not in --allow-account ({})\n(hint: check --profile and the credentials in the environment; only the listed accounts are touched)", allowed.join(", "))]
     AccountNotAllowed {
@@ -552,6 +569,9 @@ async fn start_aws(opts: &TargetOptions) -> Result<Target, TargetError> {
     if opts.allow_accounts.is_empty() {
         return Err(TargetError::NoAllowlist);
     }
+    if opts.allow_regions.is_empty() {
+        return Err(TargetError::NoRegionAllowlist);
+    }
     if opts.aws_endpoint_override.is_none()
         && let Some(var) = endpoint_env_var()
     {
@@ -576,6 +596,10 @@ async fn start_aws(opts: &TargetOptions) -> Result<Target, TargetError> {
     }
     let sdk_config = loader.load().await;
     let region = sdk_config.region().map(|r| r.to_string()).unwrap_or_default();
+    // The region is known once the chain is read, and no request has been sent yet.
+    if !opts.allow_regions.iter().any(|r| r == &region) {
+        return Err(TargetError::RegionNotAllowed { region, allowed: opts.allow_regions.clone() });
+    }
     let identity = aws_sdk_sts::Client::new(&sdk_config)
         .get_caller_identity()
         .send()
@@ -624,6 +648,25 @@ mod tests {
         opts.aws_endpoint_override = Some("http://127.0.0.1:9".into());
         let err = Target::start(&opts).await.unwrap_err();
         assert!(matches!(err, TargetError::NoAllowlist), "{err}");
+    }
+
+    #[tokio::test]
+    async fn aws_refuses_a_region_not_named_before_any_call() {
+        // As above: a call would fail to connect; the guard must answer first.
+        let mut opts = TargetOptions::new(TargetKind::Aws);
+        opts.aws_endpoint_override = Some("http://127.0.0.1:9".into());
+        opts.allow_accounts = vec!["123456789012".into()];
+        opts.region = Some("eu-west-1".into());
+        let err = Target::start(&opts).await.unwrap_err();
+        assert!(matches!(err, TargetError::NoRegionAllowlist), "{err}");
+        assert!(err.to_string().contains("--allow-region"), "{err}");
+        opts.allow_regions = vec!["us-east-1".into()];
+        match Target::start(&opts).await.unwrap_err() {
+            TargetError::RegionNotAllowed { region, allowed } => {
+                assert_eq!((region.as_str(), allowed), ("eu-west-1", vec!["us-east-1".to_string()]));
+            }
+            other => panic!("expected RegionNotAllowed, got {other}"),
+        }
     }
 
     /// A one-thread HTTP server: each connection is handed to `serve` with its index.

@@ -1,18 +1,83 @@
 //! `microseg doctor`: which targets can serve here, their versions and divergences;
-//! with `--target`, that target started and probed.
+//! with `--target`, that target started, probed and put through the preflight
+//! (`microseg_harness::preflight`) for the scenarios given: quotas and permissions,
+//! read-only.
 
 use crate::out::outln;
 use std::time::Instant;
 
 use microseg_harness::capabilities::Divergence;
+use microseg_harness::plan::Plan;
+use microseg_harness::preflight::{self, PreflightInput, PreflightReport, Status};
+use microseg_harness::spec;
 use microseg_harness::target::{self, Target, TargetKind, python};
 
-use super::target_options;
-use crate::args::TargetArgs;
+use super::{progress, target_options};
+use crate::args::DoctorArgs;
 use crate::exit::CliError;
 
-pub(crate) async fn doctor(args: &TargetArgs) -> Result<(), CliError> {
+pub(crate) async fn doctor(args: &DoctorArgs, quiet: bool) -> Result<(), CliError> {
+    // Bad scenario names are usage errors, before any target starts.
+    let plans = plans(args)?;
     outln!("microseg {} doctor", env!("CARGO_PKG_VERSION"));
+    let target_args = &args.target;
+    // On a real account, the local targets are beside the point.
+    if target_args.target != TargetKind::Aws {
+        local_targets(args)?;
+    }
+    if target_args.target == TargetKind::Auto {
+        return Ok(());
+    }
+    let mut opts = target_options(target_args);
+    let started = Instant::now();
+    progress(quiet, format!("▸ starting target {}…", opts.kind));
+    // An emulator's probe deletes what it makes before the preflight counts anything.
+    opts.probe = opts.kind != TargetKind::Aws;
+    let t = match Target::start(&opts).await {
+        Ok(t) => t,
+        Err(e) => {
+            // Part of doctor's table, on stdout, rather than an error line.
+            outln!("\n{} cannot serve: {e}", opts.kind);
+            return Err(CliError::TargetUnavailableShown);
+        }
+    };
+    outln!("\nstarted {} in {:.1}s", t.description, started.elapsed().as_secs_f64());
+    if !t.is_aws() {
+        let ids: Vec<&str> = t.capabilities.divergences.iter().map(|d| d.id()).collect();
+        outln!("divergences: {}", if ids.is_empty() { "none".into() } else { ids.join(", ") });
+    }
+    let input = PreflightInput {
+        emulator: t.capabilities.emulator.clone(),
+        allow_accounts: target_args.allow_account.clone(),
+        allow_regions: target_args.allow_region.clone(),
+        role_boundary: args.role_boundary.clone(),
+    };
+    progress(quiet, "▸ preflight: credentials, quotas, permissions (read-only)…");
+    let report = preflight::preflight(&t.clients(), &input, &plans).await;
+    t.stop().await;
+    render(&report, input.emulator.as_deref())?;
+    if report.passed() { Ok(()) } else { Err(CliError::TargetUnavailableShown) }
+}
+
+/// The plans the preflight is for: `--all-scenarios`, each `--scenario`, or the recipe.
+fn plans(args: &DoctorArgs) -> Result<Vec<Plan>, CliError> {
+    let names: Vec<String> = if args.all_scenarios {
+        spec::BUILTIN_SCENARIOS.iter().map(|(n, _)| n.to_string()).collect()
+    } else if args.scenarios.is_empty() {
+        vec!["recipe".into()]
+    } else {
+        args.scenarios.clone()
+    };
+    names
+        .iter()
+        .map(|n| {
+            let (s, source) = spec::load(n).map_err(|e| CliError::Spec(e.to_string()))?;
+            Plan::from_spec(&s, &source).map_err(|e| CliError::Spec(e.to_string()))
+        })
+        .collect()
+}
+
+fn local_targets(args: &DoctorArgs) -> Result<(), CliError> {
     match python::find_python() {
         Ok(p) => {
             let venv = python::venv_dir(python::REQUIREMENTS, &p);
@@ -44,29 +109,62 @@ pub(crate) async fn doctor(args: &TargetArgs) -> Result<(), CliError> {
     let (kind, why) = target::choose_auto();
     outln!("auto:                 would use {kind} ({why})");
     outln!(
-        "aws:                  needs --allow-account <id>; credentials from the standard chain{}",
-        args.profile.as_ref().map(|p| format!(" (profile {p})")).unwrap_or_default()
+        "aws:                  needs --allow-account <id> and --allow-region <region>; credentials from the standard chain{}",
+        args.target.profile.as_ref().map(|p| format!(" (profile {p})")).unwrap_or_default()
     );
     outln!("\nKnown divergences of emulators (probed ones are confirmed at start):");
     for d in Divergence::ALL {
         outln!("  {:<34} {}{}", d.id(), d.description(), if d.probed() { " [probed]" } else { "" });
     }
-    if args.target != TargetKind::Auto {
-        let opts = target_options(args);
-        let started = Instant::now();
-        match Target::start(&opts).await {
-            Ok(t) => {
-                outln!("\nstarted {} in {:.1}s", t.description, started.elapsed().as_secs_f64());
-                let ids: Vec<&str> = t.capabilities.divergences.iter().map(|d| d.id()).collect();
-                outln!("divergences: {}", if ids.is_empty() { "none".into() } else { ids.join(", ") });
-                t.stop().await;
-            }
-            Err(e) => {
-                // Part of doctor's table, on stdout, rather than an error line.
-                outln!("\n{} cannot serve: {e}", opts.kind);
-                return Err(CliError::TargetUnavailableShown);
-            }
+    Ok(())
+}
+
+/// The preflight as a table: one line per check, a continuation line per hint.
+fn render(report: &PreflightReport, emulator: Option<&str>) -> Result<(), CliError> {
+    outln!(
+        "\npreflight for {} on {} {} in {}",
+        report.scenarios.join(", "),
+        emulator.unwrap_or("AWS account"),
+        report.account.as_deref().unwrap_or("?"),
+        report.region
+    );
+    outln!("{:<12} {:<58} {:<12} DETAIL", "AREA", "CHECK", "STATUS");
+    for c in &report.checks {
+        let mut lines = c.detail.lines();
+        outln!(
+            "{:<12} {:<58} {:<12} {}",
+            c.area.to_string(),
+            c.subject,
+            c.status.to_string(),
+            lines.next().unwrap_or("")
+        );
+        for more in lines {
+            outln!("{:<84} {more}", "");
         }
+    }
+    let total: usize = report.calls.values().sum();
+    let changed: Vec<&String> =
+        report.calls.keys().filter(|op| microseg_harness::permissions::is_mutating(op)).collect();
+    outln!(
+        "calls: {total}, {}",
+        if changed.is_empty() { "all of them reads".to_string() } else { format!("CHANGES: {changed:?}") }
+    );
+    let problems: Vec<String> = report.problems().map(|c| format!("{} {} ({})", c.area, c.subject, c.status)).collect();
+    let count = |s: Status| report.checks.iter().filter(|c| c.status == s).count();
+    let (unanswered, not_enforced) = (count(Status::Unanswered), count(Status::NotEnforced));
+    if problems.is_empty() {
+        let caveats: Vec<String> =
+            [(unanswered, "this target could not answer"), (not_enforced, "it does not enforce")]
+                .into_iter()
+                .filter(|(n, _)| *n > 0)
+                .map(|(n, what)| format!("{n} check(s) {what}"))
+                .collect();
+        outln!(
+            "verdict: READY{}",
+            if caveats.is_empty() { String::new() } else { format!(" ({}, named above)", caveats.join("; ")) }
+        );
+    } else {
+        outln!("verdict: NOT READY: {}", problems.join("; "));
     }
     Ok(())
 }

@@ -32,7 +32,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Report(args) => validate::validate(&args, Format::Mermaid, quiet).await,
         Command::Bench(args) => bench::bench(&args, quiet).await,
         Command::Snapshot(args) => snapshot::snapshot(&args, quiet).await,
-        Command::Doctor(args) => doctor::doctor(&args).await,
+        Command::Doctor(args) => doctor::doctor(&args, quiet).await,
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "microseg", &mut script);
@@ -79,6 +79,7 @@ fn target_options(args: &TargetArgs) -> TargetOptions {
     opts.region = args.region.clone();
     opts.profile = args.profile.clone();
     opts.allow_accounts = args.allow_account.clone();
+    opts.allow_regions = args.allow_region.clone();
     if let Some(wait) = args.wait {
         opts.startup_timeout = wait;
         opts.endpoint_wait = Some(wait);

@@ -30,7 +30,14 @@ pub(crate) async fn run(args: &RunArgs, quiet: bool) -> Result<(), CliError> {
     if !quiet {
         terminal::start_spinner("build");
     }
-    let run_opts = RunOptions { keep: args.keep, fault: args.inject, ..Default::default() };
+    let run_opts = RunOptions {
+        keep: args.keep,
+        fault: args.inject,
+        job: args.job.clone(),
+        earlier_runs: args.earlier_runs.into(),
+        role_boundary: args.role_boundary.clone(),
+        ..Default::default()
+    };
     let result = run::run(&plan, &RunTarget::from(&target), &run_opts).await;
     terminal::stop_spinner();
     if let Some(log) = terminal::log_file() {
@@ -45,6 +52,15 @@ pub(crate) async fn run(args: &RunArgs, quiet: bool) -> Result<(), CliError> {
         }
         Err(e) => Err(CliError::TargetUnavailable(e.to_string())),
         Ok(report) => {
+            for run in &report.swept_earlier_runs {
+                progress(
+                    quiet,
+                    format!(
+                        "swept earlier run {run} of job {} before this one",
+                        args.job.as_ref().map(|j| j.as_str()).unwrap_or_default()
+                    ),
+                );
+            }
             if let Some(path) = &args.report_json
                 && let Err(e) = std::fs::write(path, report::json(&report))
             {

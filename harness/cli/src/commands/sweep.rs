@@ -4,13 +4,17 @@
 use crate::out::{errln, outln};
 use microseg_harness::ledger;
 use microseg_harness::sweep::{self, Selection};
-use microseg_harness::target::Target;
+use microseg_harness::target::{Target, TargetKind};
 
 use super::{start_target, target_options};
 use crate::args::{SweepArgs, TargetArgs};
 use crate::exit::CliError;
 
 pub(crate) async fn sweep(args: &SweepArgs, quiet: bool) -> Result<(), CliError> {
+    // (clap's `requires` counts a flag's default as given, so this is checked here.)
+    if args.yes_delete_all_runs && !args.all {
+        return Err(CliError::Usage("--yes-delete-all-runs confirms --all, and only --all".into()));
+    }
     if args.abandoned {
         return sweep_abandoned(args, quiet).await;
     }
@@ -24,6 +28,16 @@ pub(crate) async fn sweep(args: &SweepArgs, quiet: bool) -> Result<(), CliError>
             ));
         }
     };
+    // Decided before the target starts: no call of any kind without the confirmation.
+    if selection == Selection::All && args.target.target == TargetKind::Aws && !args.yes_delete_all_runs {
+        return Err(CliError::Usage(
+            "refusing `sweep --all` on a real account without --yes-delete-all-runs: it deletes every microseg \
+             run in the account and region, those of other people and of jobs still running included\n(hint: \
+             --older-than <age> or --run-id <id> takes only what is stale or yours; add --yes-delete-all-runs if \
+             you mean every run)"
+                .into(),
+        ));
+    }
     let target = sweep_target(&args.target, quiet).await?;
     let result = async {
         let report = sweep::sweep(&target.clients(), &selection)
