@@ -72,7 +72,7 @@ pub enum End {
 }
 
 /// What an edge says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum EdgeKind {
     /// The internet and its gateway (no direction).
     Link,

@@ -29,7 +29,9 @@
 //!    has a place there that no other arrow crosses.
 //! 3. Tracks and lanes are handed out by interval colouring: two arrows share one only
 //!    where they do not overlap. Ports on a side sit on a 10 px lattice, offset by 5 px
-//!    between left and right sides, so two stubs are never on one line.
+//!    between left and right sides, so two stubs are never on one line. Arrows of one
+//!    kind and colour into the same side of one box share its port and the track to it
+//!    (a bundle, drawn as one trunk), so a box that many zones reach stays small.
 //! 4. Labels are placed by trying candidate positions along the arrow's lane (centred
 //!    over each column it crosses, then at either end, below and above the line) and
 //!    keeping the first whose box meets no box, no text and no arrow segment drawn so
@@ -261,6 +263,9 @@ enum Anchor {
     Node(usize),
     Header(usize),
 }
+
+/// Arrow ends that share one port: (edge, 0 for its start or 1 for its end).
+type Group = Vec<(usize, usize)>;
 
 /// One edge's route before coordinates.
 #[derive(Debug, Clone)]
@@ -499,13 +504,25 @@ fn attempt(d: &Diagram, columns: usize) -> Layout {
         })
         .collect();
 
-    // Ports per side, then heights.
-    let mut ports: BTreeMap<(Anchor, Side), Vec<(usize, usize)>> = BTreeMap::new();
+    // Ports per side, then heights. Arrows of one kind and colour that come into the
+    // same side of the same box through lanes share a port and a track (a bundle):
+    // a box many zones reach gets one trunk, not one line each.
+    let mut ports: BTreeMap<(Anchor, Side), Vec<Group>> = BTreeMap::new();
+    let mut bundles: BTreeMap<(Anchor, Side, EdgeKind, bool), usize> = BTreeMap::new();
     for (i, p) in plans.iter().enumerate() {
-        if let Some(p) = p {
-            for end in 0..2 {
-                ports.entry((p.ends[end], p.sides[end])).or_default().push((i, end));
+        let Some(p) = p else { continue };
+        for end in 0..2 {
+            let groups = ports.entry((p.ends[end], p.sides[end])).or_default();
+            let e = &d.edges[i];
+            if end == 1 && p.lane.is_some() {
+                let key = (p.ends[1], p.sides[1], e.kind, e.unintended);
+                if let Some(&g) = bundles.get(&key) {
+                    groups[g].push((i, end));
+                    continue;
+                }
+                bundles.insert(key, groups.len());
             }
+            groups.push(vec![(i, end)]);
         }
     }
     let most_ports = |a: Anchor| {
@@ -599,43 +616,49 @@ fn attempt(d: &Diagram, columns: usize) -> Layout {
                 }
             }
         };
+        let first = |g: &Group| g.iter().map(next).fold(f64::MAX, f64::min);
         let mut sorted = list.clone();
-        sorted.sort_by(|x, y| next(x).partial_cmp(&next(y)).unwrap_or(std::cmp::Ordering::Equal).then(x.cmp(y)));
+        sorted.sort_by(|x, y| first(x).partial_cmp(&first(y)).unwrap_or(std::cmp::Ordering::Equal).then(x.cmp(y)));
         let (m, n) = (spots.len(), sorted.len());
-        for (j, &(i, end)) in sorted.iter().enumerate() {
+        for (j, group) in sorted.iter().enumerate() {
             let spot = spots[((2 * j + 1) * m / (2 * n)).min(m.saturating_sub(1))];
-            plans[i].as_mut().expect("planned").ports[end] = spot;
+            for &(i, end) in group {
+                plans[i].as_mut().expect("planned").ports[end] = spot;
+            }
         }
     }
 
-    // Tracks of the vertical channels.
-    let mut verticals: Vec<Vec<(usize, usize, f64, f64)>> = vec![Vec::new(); cols + 1];
-    for (i, p) in plans.iter().enumerate() {
-        let Some(p) = p else { continue };
-        match p.lane {
-            Some((k, l)) => {
-                let ly = lane_y(k, l);
-                for end in 0..2 {
-                    let (a, b) = (p.ports[end], ly);
-                    verticals[p.channels[end]].push((i, end, a.min(b), a.max(b)));
-                }
-            }
-            None => {
-                let (a, b) = (p.ports[0], p.ports[1]);
-                verticals[p.channels[0]].push((i, 0, a.min(b), a.max(b)));
-            }
-        }
+    // Tracks of the vertical channels: one interval per arrow end, or per bundle (from
+    // its port to the farthest of its lanes).
+    let mut verticals: Vec<Vec<(Group, f64, f64)>> = vec![Vec::new(); cols + 1];
+    for group in ports.values().flatten() {
+        let (i, end) = group[0];
+        let p = plans[i].as_ref().expect("planned");
+        let other = match p.lane {
+            Some(_) => None,
+            None if end == 0 => Some(p.ports[1]),
+            // A lane-less arrow has one vertical, entered from its start.
+            None => continue,
+        };
+        let ys = group.iter().map(|&(i, _)| {
+            let q = plans[i].as_ref().expect("planned");
+            q.lane.map_or(other.unwrap_or(q.ports[1]), |(k, l)| lane_y(k, l))
+        });
+        let (lo, hi) = ys.fold((p.ports[end], p.ports[end]), |(lo, hi), y| (lo.min(y), hi.max(y)));
+        verticals[p.channels[end]].push((group.clone(), lo, hi));
     }
     let mut chan_w = vec![MIN_V; cols + 1];
     let mut track_count = vec![0usize; cols + 1];
     for j in 0..=cols {
-        let spans: Vec<(f64, f64)> = verticals[j].iter().map(|v| (v.2, v.3)).collect();
+        let spans: Vec<(f64, f64)> = verticals[j].iter().map(|v| (v.1, v.2)).collect();
         let (tracks, count) = colour(&spans, |end, lo| end + TRACK_GAP < lo);
         for (v, t) in verticals[j].iter().zip(tracks) {
-            let plan = plans[v.0].as_mut().expect("planned");
-            plan.tracks[v.1] = t;
-            if plan.lane.is_none() {
-                plan.tracks[1] = t;
+            for &(i, end) in &v.0 {
+                let plan = plans[i].as_mut().expect("planned");
+                plan.tracks[end] = t;
+                if plan.lane.is_none() {
+                    plan.tracks[1] = t;
+                }
             }
         }
         track_count[j] = count;
@@ -939,9 +962,15 @@ mod tests {
                 }
             }
         }
+        // Arrows into one box of one kind and colour may share their last stretch (a
+        // bundle); any other two may only cross.
+        let bundled = |e: usize, f: usize| {
+            let (a, b) = (&d.edges[e], &d.edges[f]);
+            a.to == b.to && a.kind == b.kind && a.unintended == b.unintended
+        };
         for (i, &(e, (p, q))) in segs.iter().enumerate() {
             for &(f, (s, t)) in &segs[i + 1..] {
-                if e == f {
+                if e == f || bundled(e, f) {
                     continue;
                 }
                 let horizontal = |a: (f64, f64), b: (f64, f64)| (a.1 - b.1).abs() < eps;

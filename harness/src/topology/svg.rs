@@ -138,9 +138,12 @@ fill=\"{fill}\" stroke=\"{stroke}\"/>",
             e.unintended,
             esc(&e.detail)
         );
+        // Drawn from the arrowhead back, so arrows bundled into one trunk before their
+        // target start their dashes together and the trunk reads as one line.
         let path: Vec<String> = route
             .points
             .iter()
+            .rev()
             .enumerate()
             .map(|(k, (x, y))| format!("{}{x:.2} {y:.2}", if k == 0 { "M" } else { "L" }))
             .collect();
