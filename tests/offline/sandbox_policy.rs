@@ -332,6 +332,15 @@ fn regions_outside_the_sandbox_list_are_denied_even_for_reads() {
 }
 
 #[test]
+fn docs_sandbox_explains_every_statement() {
+    let doc = std::fs::read_to_string(format!("{}/docs/SANDBOX.md", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    for s in read("sandbox-policy.json")["Statement"].as_array().unwrap() {
+        let sid = s["Sid"].as_str().expect("a Sid");
+        assert!(doc.contains(&format!("`{sid}`")), "docs/SANDBOX.md does not explain statement {sid}");
+    }
+}
+
+#[test]
 fn the_policy_fits_a_roles_inline_policy_and_the_boundary_a_managed_one() {
     // IAM counts characters without white space: 10,240 for a role's inline policies,
     // 6,144 for a managed policy (docs/SANDBOX.md, "Set up").
