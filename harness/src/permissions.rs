@@ -72,6 +72,9 @@ pub enum Resource {
     NetworkAcl,
     /// A VPC's default NACL (which AWS creates without the run's tags).
     DefaultNetworkAcl,
+    /// A VPC's default security group (which AWS creates without the run's tags), whose
+    /// rules a hardened build revokes.
+    DefaultSecurityGroup,
     /// A run's security group.
     SecurityGroup,
     /// A run's route table.
@@ -156,6 +159,7 @@ impl Resource {
             Resource::Subnet => ec2("subnet", "subnet-0123456789abcdef0"),
             Resource::NetworkAcl => ec2("network-acl", "acl-0123456789abcdef0"),
             Resource::DefaultNetworkAcl => ec2("network-acl", "acl-0fedcba9876543210"),
+            Resource::DefaultSecurityGroup => ec2("security-group", "sg-0fedcba9876543210"),
             Resource::SecurityGroup => ec2("security-group", "sg-0123456789abcdef0"),
             Resource::RouteTable => ec2("route-table", "rtb-0123456789abcdef0"),
             Resource::InternetGateway => ec2("internet-gateway", "igw-0123456789abcdef0"),
@@ -325,8 +329,17 @@ pub const OPERATIONS: &[Operation] = &[
         Need::Always,
     ),
     op("EC2:AuthorizeSecurityGroupEgress", &[g("ec2:AuthorizeSecurityGroupEgress", &[R::SecurityGroup])], Need::Always),
-    op("EC2:RevokeSecurityGroupEgress", &[g("ec2:RevokeSecurityGroupEgress", &[R::SecurityGroup])], Need::Always),
-    op("EC2:RevokeSecurityGroupIngress", &[g("ec2:RevokeSecurityGroupIngress", &[R::SecurityGroup])], Need::Always),
+    op(
+        "EC2:RevokeSecurityGroupEgress",
+        &[g("ec2:RevokeSecurityGroupEgress", &[R::SecurityGroup, R::DefaultSecurityGroup])],
+        Need::Always,
+    ),
+    op(
+        "EC2:RevokeSecurityGroupIngress",
+        &[g("ec2:RevokeSecurityGroupIngress", &[R::SecurityGroup, R::DefaultSecurityGroup])],
+        Need::Always,
+    ),
+    op("EC2:ModifySubnetAttribute", &[g("ec2:ModifySubnetAttribute", &[R::Subnet])], Need::Always),
     op("EC2:CreateRoute", &[g("ec2:CreateRoute", &[R::RouteTable])], Need::RouteTables),
     op("EC2:AssociateRouteTable", &[g("ec2:AssociateRouteTable", &[R::RouteTable, R::Subnet])], Need::RouteTables),
     op(
@@ -364,6 +377,14 @@ pub const OPERATIONS: &[Operation] = &[
     op("EC2:DescribeFlowLogs", &[g("ec2:DescribeFlowLogs", &[R::Any])], Need::Always),
     op("EC2:DescribeNatGateways", &[g("ec2:DescribeNatGateways", &[R::Any])], Need::Always),
     op("EC2:DescribeAddresses", &[g("ec2:DescribeAddresses", &[R::Any])], Need::Always),
+    op(
+        "EC2:DescribeEgressOnlyInternetGateways",
+        &[g("ec2:DescribeEgressOnlyInternetGateways", &[R::Any])],
+        Need::Always,
+    ),
+    op("EC2:DescribeVpcEndpoints", &[g("ec2:DescribeVpcEndpoints", &[R::Any])], Need::Always),
+    op("EC2:DescribeVpcPeeringConnections", &[g("ec2:DescribeVpcPeeringConnections", &[R::Any])], Need::Always),
+    op("EC2:DescribeNetworkInterfaces", &[g("ec2:DescribeNetworkInterfaces", &[R::Any])], Need::Always),
     op("EC2:DescribeAccountAttributes", &[g("ec2:DescribeAccountAttributes", &[R::Any])], Need::Preflight),
     op("EC2:DescribeTags", &[g("ec2:DescribeTags", &[R::Any])], Need::Job),
     // IAM: the flow log's delivery role, created with tags (so iam:TagRole too).

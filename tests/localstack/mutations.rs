@@ -405,7 +405,12 @@ async fn mutate(d: &Deployed, m: Mutation) -> Added {
                 .send()
                 .await
                 .unwrap();
-            ec2.associate_route_table().route_table_id(&rt).subnet_id(d.id(&b.zones, "management")).send().await.unwrap();
+            ec2.associate_route_table()
+                .route_table_id(&rt)
+                .subnet_id(d.id(&b.zones, "management"))
+                .send()
+                .await
+                .unwrap();
         }
         Mutation::WebSubnetAutoPublicIp => {
             ec2.modify_subnet_attribute()
@@ -500,10 +505,7 @@ async fn mutate(d: &Deployed, m: Mutation) -> Added {
             };
         }
         Mutation::ExtraSubnetFlowLog => {
-            let role = format!(
-                "arn:aws:iam::000000000000:role/microseg/{}",
-                b.role_name.clone().unwrap()
-            );
+            let role = format!("arn:aws:iam::000000000000:role/microseg/{}", b.role_name.clone().unwrap());
             ec2.create_flow_logs()
                 .resource_type(aws_sdk_ec2::types::FlowLogsResourceType::Subnet)
                 .resource_ids(d.id(&b.zones, "web"))

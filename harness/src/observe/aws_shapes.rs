@@ -279,10 +279,14 @@ fn answers(plan: &Plan, b: &Bindings, names: &Names, shape: Shape) -> BTreeMap<&
     }
     a.insert("DescribeNetworkAcls", ec2("DescribeNetworkAcls", format!("<networkAclSet>{nacls}</networkAclSet>")));
 
-    // Groups: the default one as AWS makes it, then each planned one with its rules.
+    // Groups: the default one as AWS makes it (or closed, where the plan has build revoke
+    // its rules), then each planned one with its rules.
     let mut default_rules = vec![default_sg_egress()];
     if shape.default_group_self_ingress {
         default_rules.push(crate::reach::default_sg_self_ingress(DEFAULT_GROUP));
+    }
+    if plan.vpc.close_default_group {
+        default_rules.clear();
     }
     let group_xml = |gid: &str, name: &str, description: &str, rules: &[SgRule]| {
         let (ingress, egress): (Vec<SgRule>, Vec<SgRule>) =
@@ -378,6 +382,17 @@ fn answers(plan: &Plan, b: &Bindings, names: &Names, shape: Shape) -> BTreeMap<&
         })
         .collect();
     a.insert("DescribeNatGateways", ec2("DescribeNatGateways", format!("<natGatewaySet>{nats}</natGatewaySet>")));
+    // Nothing beyond the plan: no egress-only gateway, endpoint, peering or interface.
+    a.insert(
+        "DescribeEgressOnlyInternetGateways",
+        ec2("DescribeEgressOnlyInternetGateways", "<egressOnlyInternetGatewaySet/>".to_string()),
+    );
+    a.insert("DescribeVpcEndpoints", ec2("DescribeVpcEndpoints", "<vpcEndpointSet/>".to_string()));
+    a.insert(
+        "DescribeVpcPeeringConnections",
+        ec2("DescribeVpcPeeringConnections", "<vpcPeeringConnectionSet/>".to_string()),
+    );
+    a.insert("DescribeNetworkInterfaces", ec2("DescribeNetworkInterfaces", "<networkInterfaceSet/>".to_string()));
 
     // The flow log: ACTIVE (it exists and is set up), its delivery as `shape` says.
     let role_arn = format!("arn:aws:iam::{ACCOUNT}:role/microseg/{}", names.role);
@@ -558,11 +573,10 @@ async fn aws_answers_decide_what_localstack_leaves_open() {
     assert_eq!(check(&aws, "recipe-v3-flow-log-active").status, Status::Pass);
     // Both `*` entries of each NACL are there: nacl-rules is decided, and passes.
     assert_eq!(check(&aws, "nacl-rules").status, Status::Pass);
-    // The default group as AWS makes it (ingress from itself) is open: the finding the
-    // spec records as the design's.
+    // The hardened build closes the default group: nothing to record as the design's.
     let baseline = check(&aws, "baseline");
     assert_eq!(baseline.status, Status::Pass);
-    assert!(baseline.note.contains("MS-DEFAULT-SG-OPEN default security group"), "{}", baseline.note);
+    assert!(!baseline.note.contains("MS-DEFAULT-SG-OPEN"), "{}", baseline.note);
 
     // What LocalStack answers for the same deployment (no `*` entries, the default group
     // without its self-reference, delivery never failing), with LocalStack's
@@ -597,7 +611,8 @@ async fn a_custom_nacl_without_the_star_entries_is_a_finding_on_aws() {
 
 #[tokio::test]
 async fn the_star_entries_and_the_self_reference_are_read_as_aws_writes_them() {
-    let p = plan("recipe-hardened");
+    // The as-written recipe leaves the default group as AWS makes it.
+    let p = plan("recipe");
     let (observed, _, _) = observe(&p, AWS).await;
     for n in observed.nacls.iter().filter(|n| !n.is_default) {
         let stars: Vec<Direction> = n.entries.iter().filter(|e| e.is_default_deny()).map(|e| e.direction).collect();

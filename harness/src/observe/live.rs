@@ -357,9 +357,13 @@ pub async fn read_live(clients: &Clients, vpc_id: &str) -> Result<Observed, Obse
             })
         })
         .collect();
+    // A flow log is on one resource, so the two reads never share one; an id seen twice
+    // (a target that ignores the filter) is kept once.
+    let mut seen_flow_logs = BTreeSet::new();
     observed.flow_logs = flow_logs
         .iter()
         .chain(subnet_flow_logs.iter())
+        .filter(|f| f.flow_log_id().is_none_or(|id| seen_flow_logs.insert(id.to_string())))
         .filter_map(|f| {
             Some(ObservedFlowLog {
                 id: f.flow_log_id()?.to_string(),
