@@ -468,6 +468,9 @@ async fn mutate(d: &Deployed, m: Mutation) -> Added {
             let out = ec2
                 .create_vpc_endpoint()
                 .vpc_id(&vpc)
+                // Named, though Gateway is AWS's default: LocalStack 4.14.0 stores no type
+                // otherwise, and its DeleteVpcEndpoints then fails (InternalError).
+                .vpc_endpoint_type(aws_sdk_ec2::types::VpcEndpointType::Gateway)
                 .service_name(format!("com.amazonaws.{}.s3", d.clients.region))
                 .route_table_ids(d.id(&b.route_tables, "public"))
                 .send()
