@@ -84,8 +84,11 @@ async fn validate_snapshot_and_expect_gone_gate_a_deployment() {
     assert_eq!(page.status.code(), Some(exit::FINDINGS));
     let html = String::from_utf8_lossy(&page.stdout);
     assert!(html.starts_with("<!DOCTYPE html>") && html.contains("<svg"), "{html}");
-    // The deleted entry shows in the drawing: the database NACL now has 2 inbound entries.
-    assert!(html.contains(&format!("NACL database {}: 2 in, 2 out", report.bindings.nacls["database"])), "{html}");
+    // The deleted entry shows in the drawing: the database NACL's box, named by its id,
+    // now counts 2 inbound entries.
+    let node = html.split(r#"<g class="node" data-id="NACL_database""#).nth(1).expect("database NACL drawn");
+    let node = &node[..node.find("</g>").unwrap()];
+    assert!(node.contains(&report.bindings.nacls["database"]) && node.contains(">2 in · 2 out<"), "{node}");
 
     // Before cleanup, expect-gone lists what is there; after, it passes.
     let early = microseg(&["validate", "--quiet", "--expect-gone", "--tag", &run_tag]);

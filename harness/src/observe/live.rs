@@ -88,7 +88,7 @@ pub fn policy_document(raw: &str) -> serde_json::Value {
 pub async fn read_live(clients: &Clients, vpc_id: &str) -> Result<Observed, ObserveError> {
     let ec2 = &clients.ec2;
     let by_vpc = Filter::builder().name("vpc-id").values(vpc_id).build();
-    let (vpcs, subnets, nacls, groups, tables, igws, flow_logs, nats) = tokio::try_join!(
+    let (vpcs, subnets, nacls, groups, tables, igws, nats) = tokio::try_join!(
         async { ec2.describe_vpcs().filters(by_vpc.clone()).send().await.map_err(aws_err("DescribeVpcs")) },
         async { all_items!(ec2.describe_subnets().filters(by_vpc.clone()), "DescribeSubnets") },
         async { all_items!(ec2.describe_network_acls().filters(by_vpc.clone()), "DescribeNetworkAcls") },
@@ -101,18 +101,15 @@ pub async fn read_live(clients: &Clients, vpc_id: &str) -> Result<Observed, Obse
                 "DescribeInternetGateways"
             )
         },
-        async {
-            all_items!(
-                ec2.describe_flow_logs().filter(Filter::builder().name("resource-id").values(vpc_id).build()),
-                "DescribeFlowLogs"
-            )
-        },
         async { all_items!(ec2.describe_nat_gateways().filter(by_vpc.clone()), "DescribeNatGateways") },
     )?;
     // What else the VPC holds or is joined to: the closed-world checks account for it.
-    // Flow logs are read again for the subnets, now that their ids are known.
-    let subnet_ids: Vec<String> = subnets.iter().filter_map(|s| s.subnet_id().map(str::to_string)).collect();
-    let (eigws, endpoints, requested, accepted, interfaces, subnet_flow_logs) = tokio::try_join!(
+    // Flow logs are read once the subnets are known, for the VPC and its subnets in one
+    // call: each resource type is read once (the bench holds observe to that).
+    let flow_log_resources: Vec<String> = std::iter::once(vpc_id.to_string())
+        .chain(subnets.iter().filter_map(|s| s.subnet_id().map(str::to_string)))
+        .collect();
+    let (eigws, endpoints, peerings, interfaces, flow_logs) = tokio::try_join!(
         async {
             all_items!(
                 ec2.describe_egress_only_internet_gateways()
@@ -121,28 +118,14 @@ pub async fn read_live(clients: &Clients, vpc_id: &str) -> Result<Observed, Obse
             )
         },
         async { all_items!(ec2.describe_vpc_endpoints().filters(by_vpc.clone()), "DescribeVpcEndpoints") },
-        async {
-            all_items!(
-                ec2.describe_vpc_peering_connections()
-                    .filters(Filter::builder().name("requester-vpc-info.vpc-id").values(vpc_id).build()),
-                "DescribeVpcPeeringConnections"
-            )
-        },
-        async {
-            all_items!(
-                ec2.describe_vpc_peering_connections()
-                    .filters(Filter::builder().name("accepter-vpc-info.vpc-id").values(vpc_id).build()),
-                "DescribeVpcPeeringConnections"
-            )
-        },
+        // EC2's filters are ANDed, so "either side is this VPC" cannot be asked: the
+        // region's connections are read once and kept where this VPC is a side.
+        async { all_items!(ec2.describe_vpc_peering_connections(), "DescribeVpcPeeringConnections") },
         async { all_items!(ec2.describe_network_interfaces().filters(by_vpc.clone()), "DescribeNetworkInterfaces") },
         async {
-            if subnet_ids.is_empty() {
-                return Ok(Vec::new());
-            }
             all_items!(
                 ec2.describe_flow_logs()
-                    .filter(Filter::builder().name("resource-id").set_values(Some(subnet_ids.clone())).build()),
+                    .filter(Filter::builder().name("resource-id").set_values(Some(flow_log_resources.clone())).build()),
                 "DescribeFlowLogs"
             )
         },
@@ -309,11 +292,8 @@ pub async fn read_live(clients: &Clients, vpc_id: &str) -> Result<Observed, Obse
             })
         })
         .collect();
-    // A connection the VPC made to itself would be listed twice.
-    let mut seen = BTreeSet::new();
-    observed.peering_connections = requested
+    observed.peering_connections = peerings
         .iter()
-        .chain(accepted.iter())
         .filter_map(|p| {
             let status = p.status().and_then(|s| s.code()).map(|c| c.as_str().to_string()).unwrap_or_default();
             // Gone or never made: it joins nothing.
@@ -328,7 +308,7 @@ pub async fn read_live(clients: &Clients, vpc_id: &str) -> Result<Observed, Obse
                 tags: tags_of(p.tags()),
             })
         })
-        .filter(|p| seen.insert(p.id.clone()))
+        .filter(|p| p.requester_vpc_id == vpc_id || p.accepter_vpc_id == vpc_id)
         .collect();
     observed.network_interfaces = interfaces
         .iter()
@@ -357,13 +337,11 @@ pub async fn read_live(clients: &Clients, vpc_id: &str) -> Result<Observed, Obse
             })
         })
         .collect();
-    // A flow log is on one resource, so the two reads never share one; an id seen twice
-    // (a target that ignores the filter) is kept once.
-    let mut seen_flow_logs = BTreeSet::new();
+    // A target that ignores the filter answers with other VPCs' flow logs: only those on
+    // this VPC or its subnets are kept.
     observed.flow_logs = flow_logs
         .iter()
-        .chain(subnet_flow_logs.iter())
-        .filter(|f| f.flow_log_id().is_none_or(|id| seen_flow_logs.insert(id.to_string())))
+        .filter(|f| f.resource_id().is_some_and(|r| flow_log_resources.iter().any(|x| x == r)))
         .filter_map(|f| {
             Some(ObservedFlowLog {
                 id: f.flow_log_id()?.to_string(),
