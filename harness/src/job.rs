@@ -10,11 +10,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use aws_sdk_ec2::types::Filter;
-
-use crate::aws::{AwsError, Clients, all_items, aws_err};
+use crate::aws::{AwsError, Clients};
 use crate::inventory::{self, Item, Scope};
-use crate::ledger::ResourceKind;
 use crate::run_id::{RunId, TAG_JOB};
 
 /// A job label, checked: 1 to 128 characters that every service microseg tags in
@@ -63,100 +60,29 @@ pub enum EarlierRuns {
     Sweep,
 }
 
-/// The resources of the job's earlier runs, by run.
-pub async fn earlier_runs(clients: &Clients, job: &Job, account: &str) -> Result<BTreeMap<RunId, Vec<Item>>, AwsError> {
-    // The same two reads whatever the account holds: a run's calls do not depend on
-    // what other runs left (the sandbox policy's test relies on it).
-    let (tagged, items) = tokio::try_join!(ec2_tagged(clients, job), inventory::list(clients, &Scope::AllRuns))?;
-    let runs = runs_of(clients, &items, &tagged, job, account).await?;
+/// The resources of the job's earlier runs, by run: every run with a resource that
+/// carries the job's label, with all that run left (a metric filter goes with its log
+/// group, whose tags it carries).
+pub async fn earlier_runs(clients: &Clients, job: &Job) -> Result<BTreeMap<RunId, Vec<Item>>, AwsError> {
+    // One inventory read whatever the account holds: a run's calls do not depend on what
+    // other runs left (the sandbox policy's test relies on it).
+    let items = inventory::list(clients, &Scope::AllRuns).await?;
+    Ok(of_job(items, job))
+}
+
+fn of_job(items: Vec<Item>, job: &Job) -> BTreeMap<RunId, Vec<Item>> {
+    let runs: BTreeSet<RunId> = items
+        .iter()
+        .filter(|i| i.tags.get(TAG_JOB).is_some_and(|v| v == job.as_str()))
+        .filter_map(|i| i.run_id.clone())
+        .collect();
     let mut by_run: BTreeMap<RunId, Vec<Item>> = BTreeMap::new();
-    for item in items.into_iter().filter(|i| runs.contains(&i.run_id)) {
-        by_run.entry(item.run_id.clone()).or_default().push(item);
-    }
-    Ok(by_run)
-}
-
-/// The ids of the EC2 resources that carry the job's label: EC2 answers for all its
-/// resource types at once (`DescribeTags` by key and value).
-async fn ec2_tagged(clients: &Clients, job: &Job) -> Result<BTreeSet<String>, AwsError> {
-    let tagged = all_items!(
-        clients
-            .ec2
-            .describe_tags()
-            .filters(Filter::builder().name("key").values(TAG_JOB).build())
-            .filters(Filter::builder().name("value").values(job.as_str()).build()),
-        "DescribeTags"
-    )?;
-    Ok(tagged.iter().filter_map(|t| t.resource_id().map(str::to_string)).collect())
-}
-
-/// Which of the runs of `items` carry the job's label: those with an EC2 resource among
-/// `tagged`, and those with no EC2 resource left whose role, log group or alarm carries it.
-async fn runs_of(
-    clients: &Clients,
-    items: &[Item],
-    tagged: &BTreeSet<String>,
-    job: &Job,
-    account: &str,
-) -> Result<BTreeSet<RunId>, AwsError> {
-    let ids: BTreeSet<&str> = tagged.iter().map(String::as_str).collect();
-    let mut runs: BTreeSet<RunId> =
-        items.iter().filter(|i| ids.contains(i.id.as_str())).map(|i| i.run_id.clone()).collect();
-    let region = &clients.region;
-    let partition = crate::aws::partition_of(region);
     for item in items {
-        if runs.contains(&item.run_id) {
-            continue;
-        }
-        let label = match item.kind {
-            ResourceKind::Role => {
-                match clients.iam.list_role_tags().role_name(&item.id).send().await.map_err(aws_err("ListRoleTags")) {
-                    Ok(t) => t.tags().iter().find(|t| t.key() == TAG_JOB).map(|t| t.value().to_string()),
-                    Err(e) if e.is_not_found() => None,
-                    Err(e) => return Err(e),
-                }
-            }
-            ResourceKind::LogGroup => {
-                let arn = format!("arn:{partition}:logs:{region}:{account}:log-group:{}", item.id);
-                match clients
-                    .logs
-                    .list_tags_for_resource()
-                    .resource_arn(arn)
-                    .send()
-                    .await
-                    .map_err(aws_err("ListTagsForResource"))
-                {
-                    Ok(t) => t.tags().and_then(|t| t.get(TAG_JOB)).cloned(),
-                    Err(e) if e.is_not_found() => None,
-                    Err(e) => return Err(e),
-                }
-            }
-            ResourceKind::Alarm => {
-                let arn = format!("arn:{partition}:cloudwatch:{region}:{account}:alarm:{}", item.id);
-                match clients
-                    .cloudwatch
-                    .list_tags_for_resource()
-                    .resource_arn(arn)
-                    .send()
-                    .await
-                    .map_err(aws_err("ListTagsForResource"))
-                {
-                    Ok(t) => {
-                        t.tags().iter().find(|t| t.key() == Some(TAG_JOB)).and_then(|t| t.value()).map(str::to_string)
-                    }
-                    Err(e) if e.is_not_found() => None,
-                    Err(e) => return Err(e),
-                }
-            }
-            // EC2 resources were asked about above; a metric filter has no tags and goes
-            // with its log group.
-            _ => None,
-        };
-        if label.as_deref() == Some(job.as_str()) {
-            runs.insert(item.run_id.clone());
+        if let Some(run) = item.run_id.clone().filter(|r| runs.contains(r)) {
+            by_run.entry(run).or_default().push(item);
         }
     }
-    Ok(runs)
+    by_run
 }
 
 #[cfg(test)]
@@ -172,5 +98,32 @@ mod tests {
         assert!(Job::parse(&"x".repeat(129)).unwrap_err().contains("1 to 128"));
         assert!(Job::parse("night;rm").unwrap_err().contains("';'"));
         assert!(Job::parse("AWS:night").unwrap_err().contains("aws:"));
+    }
+
+    #[test]
+    fn a_run_belongs_to_the_job_its_label_names_and_brings_all_it_left() {
+        use crate::inventory::TagMap;
+        use crate::ledger::ResourceKind;
+        let job = Job::parse("eu-west-1-recipe").unwrap();
+        let (ours, theirs, unlabelled) = (RunId::generate(), RunId::generate(), RunId::generate());
+        let item = |run: &RunId, kind: ResourceKind, label: Option<&str>| Item {
+            kind,
+            id: format!("{kind}-{run}"),
+            run_id: Some(run.clone()),
+            created_at: None,
+            vpc_id: None,
+            parent: None,
+            tags: label.map(|l| TagMap::from([(TAG_JOB.to_string(), l.to_string())])).unwrap_or_default(),
+        };
+        let items = vec![
+            item(&ours, ResourceKind::Alarm, Some("eu-west-1-recipe")),
+            // A resource of the same run that lost its label still goes with the run.
+            item(&ours, ResourceKind::Vpc, None),
+            item(&theirs, ResourceKind::Vpc, Some("eu-west-1-recipe-hardened")),
+            item(&unlabelled, ResourceKind::Vpc, None),
+        ];
+        let by_run = of_job(items, &job);
+        assert_eq!(by_run.keys().collect::<Vec<_>>(), [&ours]);
+        assert_eq!(by_run[&ours].len(), 2);
     }
 }

@@ -39,15 +39,13 @@ pub enum Need {
     Alarm,
     /// By `doctor`'s preflight (quotas, the permission simulation).
     Preflight,
-    /// By a run with a job label, looking for the job's earlier runs (`run --job`).
-    Job,
 }
 
 impl Need {
     /// Whether a run of `plan` needs it.
     pub fn applies(self, plan: &Plan) -> bool {
         match self {
-            Need::Always | Need::Preflight | Need::Job => true,
+            Need::Always | Need::Preflight => true,
             Need::Nacls => !plan.nacls.is_empty(),
             Need::RouteTables => !plan.route_tables.is_empty(),
             Need::InternetGateway => plan.internet_gateway.is_some(),
@@ -386,7 +384,6 @@ pub const OPERATIONS: &[Operation] = &[
     op("EC2:DescribeVpcPeeringConnections", &[g("ec2:DescribeVpcPeeringConnections", &[R::Any])], Need::Always),
     op("EC2:DescribeNetworkInterfaces", &[g("ec2:DescribeNetworkInterfaces", &[R::Any])], Need::Always),
     op("EC2:DescribeAccountAttributes", &[g("ec2:DescribeAccountAttributes", &[R::Any])], Need::Preflight),
-    op("EC2:DescribeTags", &[g("ec2:DescribeTags", &[R::Any])], Need::Job),
     // IAM: the flow log's delivery role, created with tags (so iam:TagRole too).
     op("IAM:CreateRole", &[g("iam:CreateRole", &[R::Role]), g("iam:TagRole", &[R::Role])], Need::FlowLog),
     op("IAM:PutRolePolicy", &[g("iam:PutRolePolicy", &[R::Role])], Need::FlowLog),

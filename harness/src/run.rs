@@ -312,7 +312,7 @@ pub async fn run(plan: &Plan, target: &RunTarget, opts: &RunOptions) -> Result<R
             .to_string(),
     };
     let swept_earlier_runs = match &opts.job {
-        Some(job) => clear_earlier_runs(clients, job, &account_id, opts.earlier_runs).await?,
+        Some(job) => clear_earlier_runs(clients, job, opts.earlier_runs).await?,
         None => Vec::new(),
     };
     let run_id = RunId::generate();
@@ -420,7 +420,6 @@ pub async fn run(plan: &Plan, target: &RunTarget, opts: &RunOptions) -> Result<R
 async fn clear_earlier_runs(
     clients: &Clients,
     job: &crate::job::Job,
-    account: &str,
     policy: crate::job::EarlierRuns,
 ) -> Result<Vec<RunId>, RunError> {
     let describe = |by_run: &std::collections::BTreeMap<RunId, Vec<inventory::Item>>| -> Vec<String> {
@@ -432,7 +431,7 @@ async fn clear_earlier_runs(
             })
             .collect()
     };
-    let earlier = crate::job::earlier_runs(clients, job, account).await?;
+    let earlier = crate::job::earlier_runs(clients, job).await?;
     if earlier.is_empty() {
         return Ok(Vec::new());
     }

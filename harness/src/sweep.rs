@@ -47,12 +47,12 @@ pub async fn sweep(clients: &Clients, selection: &Selection) -> Result<SweepRepo
     };
     let items = inventory::list(clients, &scope).await?;
     let chosen = select(items, selection, now_unix());
-    let mut runs: Vec<RunId> = chosen.iter().map(|i| i.run_id.clone()).collect();
+    let mut runs: Vec<RunId> = chosen.iter().filter_map(|i| i.run_id.clone()).collect();
     runs.sort();
     runs.dedup();
     let teardown = teardown::teardown(clients, &chosen, Backoff::default()).await;
     let after = inventory::list(clients, &scope).await?;
-    let leftovers = after.into_iter().filter(|i| runs.contains(&i.run_id)).collect();
+    let leftovers = after.into_iter().filter(|i| i.run_id.as_ref().is_some_and(|r| runs.contains(r))).collect();
     Ok(SweepReport { runs, found: chosen, teardown, leftovers })
 }
 
@@ -65,13 +65,19 @@ pub fn select(items: Vec<Item>, selection: &Selection, now: u64) -> Vec<Item> {
         Selection::OlderThan(age) => {
             let mut born: BTreeMap<RunId, Option<u64>> = BTreeMap::new();
             for i in &items {
-                let e = born.entry(i.run_id.clone()).or_insert(None);
+                let Some(run) = &i.run_id else { continue };
+                let e = born.entry(run.clone()).or_insert(None);
                 if let Some(t) = i.created_at {
                     *e = Some(e.map_or(t, |old| old.min(t)));
                 }
             }
             let cutoff = now.saturating_sub(age.as_secs());
-            items.into_iter().filter(|i| born.get(&i.run_id).copied().flatten().is_none_or(|t| t <= cutoff)).collect()
+            items
+                .into_iter()
+                .filter(|i| {
+                    i.run_id.as_ref().is_some_and(|r| born.get(r).copied().flatten().is_none_or(|t| t <= cutoff))
+                })
+                .collect()
         }
     }
 }
@@ -82,7 +88,15 @@ mod tests {
     use crate::ledger::ResourceKind;
 
     fn item(run: &RunId, kind: ResourceKind, at: Option<u64>) -> Item {
-        Item { kind, id: format!("{kind}-{run}"), run_id: run.clone(), created_at: at, vpc_id: None, parent: None }
+        Item {
+            kind,
+            id: format!("{kind}-{run}"),
+            run_id: Some(run.clone()),
+            created_at: at,
+            vpc_id: None,
+            parent: None,
+            tags: Default::default(),
+        }
     }
 
     #[test]
@@ -97,6 +111,6 @@ mod tests {
         ];
         let chosen = select(items, &Selection::OlderThan(Duration::from_secs(6 * 3600)), now);
         assert_eq!(chosen.len(), 2);
-        assert!(chosen.iter().all(|i| i.run_id == old));
+        assert!(chosen.iter().all(|i| i.run_id.as_ref() == Some(&old)));
     }
 }

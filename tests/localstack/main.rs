@@ -19,6 +19,8 @@ mod mutations;
 mod scenarios;
 // The acceptance gate: validate, snapshot, expect-gone through the CLI.
 mod gate;
+// validate --expect-gone: one leftover of every kind per scenario, listed exactly.
+mod leftovers;
 // The recipe's own bash script, run as written, then gated.
 mod recipe_script;
 // The gate image: LocalStack plus microseg, deployed to with the AWS CLI, gated inside.

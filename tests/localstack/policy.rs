@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures::future::join_all;
 use microseg_harness::aws::Clients;
 use microseg_harness::capabilities::Capabilities;
+use microseg_harness::inventory;
 use microseg_harness::job::{EarlierRuns, Job};
 use microseg_harness::permissions::{self, CALLED_ONLY_ON_AWS, OPERATIONS};
 use microseg_harness::plan::Plan;
@@ -145,8 +146,9 @@ async fn exercise(name: &str, group: Group, caps: Capabilities) -> BTreeMap<Stri
     assert!(swept.leftovers.is_empty(), "{name}: {:?}", swept.leftovers);
     drop(guard);
     // validate --expect-gone --tag …
-    let left = validate::leftovers_by_tag(&clients, "microseg:run-id", report.run_id.as_str()).await.unwrap();
-    let (left, _orphans) = validate::split_emulator_orphans(left, &caps);
+    let scope = inventory::Scope::Tag { key: "microseg:run-id".into(), value: report.run_id.to_string() };
+    let left = inventory::list(&clients, &scope).await.unwrap();
+    let (left, _orphans) = inventory::split_emulator_orphans(left, &caps);
     assert!(left.is_empty(), "{name}: {left:?}");
     clients.calls.snapshot()
 }

@@ -7,6 +7,7 @@ use std::path::Path;
 use crate::out::outln;
 use microseg_harness::aws::AwsError;
 use microseg_harness::discover::ZoneMapping;
+use microseg_harness::inventory::{self, Scope};
 use microseg_harness::observe::{self, Observed};
 use microseg_harness::plan::Plan;
 use microseg_harness::recorded::{self, GateInputs};
@@ -61,13 +62,13 @@ pub(crate) async fn validate(args: &ValidateArgs, default_format: Format, quiet:
             (None, None) => vec![],
         };
         if args.expect_gone {
-            let left = match (&args.vpc_id, tag) {
-                (Some(v), _) => gate::leftovers_in_vpc(&clients, v).await,
-                (None, Some((k, v))) => gate::leftovers_by_tag(&clients, k, v).await,
-                (None, None) => Ok(vec![]),
-            }
-            .map_err(unavailable)?;
-            let (left, orphans) = gate::split_emulator_orphans(left, &target.capabilities);
+            let scope = match (&args.vpc_id, tag) {
+                (Some(v), _) => Scope::Vpc(v.clone()),
+                (None, Some((k, v))) => Scope::Tag { key: k.to_string(), value: v.to_string() },
+                (None, None) => return Err(CliError::Usage("--expect-gone needs --vpc-id or --tag".into())),
+            };
+            let left = inventory::list(&clients, &scope).await.map_err(unavailable)?;
+            let (left, orphans) = inventory::split_emulator_orphans(left, &target.capabilities);
             for o in orphans {
                 outln!(
                     "not counted: {o}: orphaned by the emulator's DeleteVpc (divergence delete-vpc-orphans-dependents)"
