@@ -49,6 +49,21 @@ pub struct BenchOptions {
     pub recipe: Option<PathBuf>,
     /// Also measure a cold host start (a fresh venv in a temporary cache: minutes).
     pub cold: bool,
+    /// How the `microseg` binary names the scenario (`--scenario recipe --variant
+    /// as-written`, or `--spec FILE`), for the whole-process runs.
+    pub spec_args: Vec<String>,
+}
+
+/// Whole `microseg run` processes, as a user waits for them: a reused emulator against a
+/// fresh one, taken in turns so both see the same machine.
+#[derive(Debug, Clone, Serialize)]
+pub struct WholeProcess {
+    /// `microseg run --target reuse` with the emulator up and probed: median seconds.
+    pub reuse_seconds: f64,
+    /// `microseg run --target localstack-host`: start, probe, run, stop; median seconds.
+    pub fresh_seconds: f64,
+    /// Processes of each kind.
+    pub runs: usize,
 }
 
 /// A start-to-ready time.
@@ -112,6 +127,8 @@ pub struct BenchReport {
     pub teardown_resources: usize,
     /// The recipe's script, or why it did not run.
     pub script: Result<ScriptTiming, String>,
+    /// Whole processes, reused emulator against fresh, or why they were not measured.
+    pub whole_process: Result<WholeProcess, String>,
     /// Evaluator timings, in this binary's profile.
     pub evaluator: Vec<EvaluatorTiming>,
     /// `dev` or `release`.
@@ -275,6 +292,8 @@ pub async fn bench(plan: &Plan, planned_resources: usize, opts: &BenchOptions) -
     };
     target.stop().await;
 
+    let whole_process = whole_process(&opts.spec_args, opts.runs.max(1)).await;
+
     let evaluator = [8, 4, 2, 1]
         .into_iter()
         .map(|scale| {
@@ -300,9 +319,57 @@ pub async fn bench(plan: &Plan, planned_resources: usize, opts: &BenchOptions) -
         planned_resources,
         teardown_resources: reports.last().and_then(|r| r.teardown.as_ref()).map_or(0, |t| t.outcomes.len()),
         script,
+        whole_process,
         evaluator,
         profile: if cfg!(debug_assertions) { "dev" } else { "release" },
     })
+}
+
+/// Times `runs` whole `microseg run` processes on a reused emulator and as many on a fresh
+/// host emulator, in turns. A reused emulator that is already up is used and left up;
+/// one this starts is stopped again.
+async fn whole_process(spec_args: &[String], runs: usize) -> Result<WholeProcess, String> {
+    use crate::target::reuse;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let was_up = reuse::live().await.is_some();
+    let time = |target: &'static str| {
+        let (exe, args) = (exe.clone(), spec_args.to_vec());
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let started = Instant::now();
+                let out = Command::new(exe)
+                    .args(["--quiet", "run", "--format", "json", "--target", target])
+                    .args(args)
+                    .output()
+                    .map_err(|e| e.to_string())?;
+                match out.status.success() {
+                    true => Ok(started.elapsed().as_secs_f64()),
+                    false => Err(format!(
+                        "microseg run --target {target} exited {:?}: {}",
+                        out.status.code(),
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    )),
+                }
+            })
+            .await
+            .map_err(|e| e.to_string())?
+        }
+    };
+    let measured = async {
+        // The first run on a reused emulator may start it and probes it: not measured.
+        time("reuse").await?;
+        let (mut reused, mut fresh) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            reused.push(time("reuse").await?);
+            fresh.push(time("localstack-host").await?);
+        }
+        Ok(WholeProcess { reuse_seconds: median(reused), fresh_seconds: median(fresh), runs })
+    }
+    .await;
+    if !was_up {
+        reuse::down().await.map_err(|e| e.to_string())?;
+    }
+    measured
 }
 
 /// The report as Markdown tables, for the terminal and for docs/BENCHMARKS.md alike.
@@ -325,6 +392,24 @@ pub fn text(r: &BenchReport) -> String {
         }
         Err(why) => {
             let _ = writeln!(out, "| recipe's own script | not run: {why} |");
+        }
+    }
+    match &r.whole_process {
+        Ok(w) => {
+            let _ = writeln!(
+                out,
+                "| whole `microseg run` process, reused emulator (median of {}) | {:.2} s |",
+                w.runs, w.reuse_seconds
+            );
+            let _ = writeln!(
+                out,
+                "| whole `microseg run` process, fresh host emulator (median of {}) | {:.2} s |",
+                w.runs, w.fresh_seconds
+            );
+            let _ = writeln!(out, "| ratio: fresh ÷ reused | {:.1}× |", w.fresh_seconds / w.reuse_seconds.max(1e-9));
+        }
+        Err(why) => {
+            let _ = writeln!(out, "| whole `microseg run` processes | not measured: {why} |");
         }
     }
     for s in &r.starts {

@@ -21,6 +21,8 @@ mod scenarios;
 mod gate;
 // validate --expect-gone: one leftover of every kind per scenario, listed exactly.
 mod leftovers;
+// The reused emulator: emulator up/status/down, --target reuse, idle stop, a killed supervisor.
+mod reuse;
 // The recipe's own bash script, run as written, then gated.
 mod recipe_script;
 // The gate image: LocalStack plus microseg, deployed to with the AWS CLI, gated inside.

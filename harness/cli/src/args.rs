@@ -65,6 +65,11 @@ const EXAMPLES_REPORT: &str = "Examples:
 const EXAMPLES_BENCH: &str = "Examples:
   $ microseg bench
   $ microseg bench --runs 3 --no-script --json";
+const EXAMPLES_EMULATOR: &str = "Examples:
+  $ microseg emulator up --idle 1h
+  $ microseg run --target reuse          # every run now skips the start and the probe
+  $ microseg emulator status
+  $ microseg emulator down";
 const EXAMPLES_COMPLETIONS: &str = "Examples:
   $ microseg completions bash
   $ microseg completions zsh";
@@ -101,6 +106,14 @@ pub enum Command {
     /// recipe's own script on the same emulator, and the evaluator.
     #[command(after_help = EXAMPLES_BENCH)]
     Bench(BenchArgs),
+    /// Keep one LocalStack running across invocations, for `--target reuse`: up, status,
+    /// down. It stops by itself once unused for its idle time.
+    #[command(after_help = EXAMPLES_EMULATOR)]
+    Emulator {
+        /// What to do.
+        #[command(subcommand)]
+        action: EmulatorAction,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(after_help = EXAMPLES_COMPLETIONS)]
     Completions {
@@ -130,6 +143,32 @@ pub struct DoctorArgs {
     /// the preflight simulates iam:CreateRole with it.
     #[arg(long, value_name = "POLICY_ARN", env = "MICROSEG_ROLE_BOUNDARY")]
     pub role_boundary: Option<String>,
+}
+
+/// `emulator` actions.
+#[derive(Debug, Clone, Subcommand)]
+pub enum EmulatorAction {
+    /// Start the reused emulator unless one is up; print where it listens.
+    Up(EmulatorUpArgs),
+    /// Whether one is up, where, since when, and how long until it stops unused.
+    Status,
+    /// Stop it now.
+    Down,
+    /// The supervisor that `up` starts in the background (not for direct use).
+    #[command(hide = true)]
+    Serve(EmulatorUpArgs),
+}
+
+/// `emulator up` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct EmulatorUpArgs {
+    /// Stop after this long unused (`30m`, `2h`); each invocation that uses it starts
+    /// the clock again.
+    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+    pub idle: std::time::Duration,
+    /// How long LocalStack may take to become ready.
+    #[arg(long, default_value = "3m", value_parser = humantime::parse_duration)]
+    pub wait: std::time::Duration,
 }
 
 /// `bench` arguments.
@@ -257,7 +296,8 @@ pub struct PlanArgs {
 /// Where to run.
 #[derive(Debug, Clone, Args)]
 pub struct TargetArgs {
-    /// auto, localstack-host, localstack-container, endpoint=<url>, aws.
+    /// auto, localstack-host, localstack-container, reuse (one LocalStack kept up across
+    /// invocations: `microseg emulator`), endpoint=<url>, aws.
     #[arg(long, default_value = "auto", env = "MICROSEG_TARGET")]
     pub target: TargetKind,
     /// Region (emulators default to us-east-1).

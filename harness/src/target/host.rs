@@ -183,6 +183,11 @@ impl LocalStackHost {
         self.listen.url(self.port)
     }
 
+    /// Its state directory (`LOCALSTACK_VOLUME_DIR`), removed when it stops.
+    pub fn volume_dir(&self) -> &std::path::Path {
+        &self.volume_dir
+    }
+
     /// The emulator's log file.
     pub fn log_path(&self) -> &std::path::Path {
         &self.log_path

@@ -7,6 +7,7 @@
 //! |-------------------------|--------------------------------------------------------|
 //! | `localstack-host`       | LocalStack 4.14.0 as our child process, from a cached venv |
 //! | `localstack-container`  | LocalStack in a container (testcontainers)             |
+//! | `reuse`                 | one LocalStack kept running across invocations (`reuse`) |
 //! | `endpoint=<url>`        | an emulator already running (LocalStack or moto)       |
 //! | `aws`                   | a real account, only one that `--allow-account` names  |
 //! | `auto`                  | the container if Docker answers and the image is here, else the host process |
@@ -18,6 +19,7 @@ pub mod listen;
 pub mod probe_cache;
 pub mod python;
 pub mod reaper;
+pub mod reuse;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -47,6 +49,8 @@ pub enum TargetKind {
     LocalStackHost,
     /// LocalStack in a container.
     LocalStackContainer,
+    /// One LocalStack host process kept running across invocations, started if none is.
+    Reuse,
     /// An emulator already running at this URL.
     Endpoint(String),
     /// A real AWS account.
@@ -62,13 +66,14 @@ impl FromStr for TargetKind {
             "localstack-host" | "host" => Ok(TargetKind::LocalStackHost),
             "localstack-container" | "container" => Ok(TargetKind::LocalStackContainer),
             "aws" => Ok(TargetKind::Aws),
+            "reuse" => Ok(TargetKind::Reuse),
             other => match other.strip_prefix("endpoint=") {
                 Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
                     Ok(TargetKind::Endpoint(url.trim_end_matches('/').to_string()))
                 }
                 Some(url) => Err(format!("endpoint URL {url:?} must start with http:// or https://")),
                 None => Err(format!(
-                    "unknown target {other:?}; use auto, localstack-host, localstack-container, endpoint=<url> or aws"
+                    "unknown target {other:?}; use auto, localstack-host, localstack-container, reuse, endpoint=<url> or aws"
                 )),
             },
         }
@@ -81,6 +86,7 @@ impl fmt::Display for TargetKind {
             TargetKind::Auto => f.write_str("auto"),
             TargetKind::LocalStackHost => f.write_str("localstack-host"),
             TargetKind::LocalStackContainer => f.write_str("localstack-container"),
+            TargetKind::Reuse => f.write_str("reuse"),
             TargetKind::Endpoint(u) => write!(f, "endpoint={u}"),
             TargetKind::Aws => f.write_str("aws"),
         }
@@ -120,6 +126,11 @@ pub struct TargetOptions {
     /// [`ENDPOINT_PATIENCE`], but only [`REFUSED_PATIENCE`] while loopback refuses every
     /// connection, since then nothing listens there.
     pub endpoint_wait: Option<Duration>,
+    /// `reuse`: the `microseg` binary that supervises a reused emulator it has to start
+    /// (the CLI passes itself). `None`: `reuse` only takes one that is already up.
+    pub supervisor: Option<PathBuf>,
+    /// `reuse`: how long a reused emulator this invocation starts may stay unused.
+    pub reuse_idle: Duration,
 }
 
 impl TargetOptions {
@@ -138,6 +149,8 @@ impl TargetOptions {
             aws_endpoint_override: None,
             endpoint_wait: None,
             reuse_probe: true,
+            supervisor: None,
+            reuse_idle: reuse::DEFAULT_IDLE,
         }
     }
 }
@@ -282,6 +295,8 @@ pub enum Guard {
     Host(Box<LocalStackHost>),
     /// A container.
     Container(Box<LocalStackContainer>),
+    /// A reused emulator: not ours to stop; stopping the target restarts its idle clock.
+    Reused,
 }
 
 /// A started target.
@@ -355,6 +370,30 @@ impl Target {
                 t.start_to_ready = ready;
                 t
             }
+            TargetKind::Reuse => {
+                let (state, started) = match &opts.supervisor {
+                    Some(exe) => reuse::ensure_up(exe, opts.reuse_idle, opts.startup_timeout).await?,
+                    None => (
+                        reuse::live().await.ok_or_else(|| TargetError::NotReady {
+                            target: "reuse".into(),
+                            condition: "no reused emulator is up (start one with `microseg emulator up`)".into(),
+                            log: None,
+                            tail: String::new(),
+                        })?,
+                        false,
+                    ),
+                };
+                reuse::touch();
+                let region = opts.region.clone().unwrap_or_else(|| DEFAULT_EMULATOR_REGION.into());
+                let desc = format!(
+                    "LocalStack {}, reused host process on {} ({}; stops after {} unused, or `microseg emulator down`)",
+                    state.version,
+                    state.endpoint,
+                    if started { "started now" } else { "already up" },
+                    reuse::short_duration(state.idle_seconds)
+                );
+                Target::emulator(kind.clone(), desc, state.endpoint, region, Guard::Reused).await
+            }
             TargetKind::Auto => unreachable!("auto resolved above"),
         };
         target.chosen_because = chosen_because;
@@ -421,6 +460,7 @@ impl Target {
     pub async fn stop(self) {
         match self.guard {
             Guard::None => {}
+            Guard::Reused => reuse::touch(),
             Guard::Host(h) => tokio::task::spawn_blocking(move || h.stop()).await.unwrap_or(()),
             Guard::Container(c) => c.stop().await,
         }

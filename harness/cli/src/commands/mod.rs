@@ -4,6 +4,7 @@
 
 mod bench;
 mod doctor;
+mod emulator;
 mod plan;
 mod run;
 mod snapshot;
@@ -33,6 +34,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Bench(args) => bench::bench(&args, quiet).await,
         Command::Snapshot(args) => snapshot::snapshot(&args, quiet).await,
         Command::Doctor(args) => doctor::doctor(&args, quiet).await,
+        Command::Emulator { action } => emulator::emulator(&action, quiet).await,
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "microseg", &mut script);
@@ -84,6 +86,8 @@ fn target_options(args: &TargetArgs) -> TargetOptions {
         opts.startup_timeout = wait;
         opts.endpoint_wait = Some(wait);
     }
+    // `reuse` starts its emulator under this very binary as the supervisor.
+    opts.supervisor = std::env::current_exe().ok();
     opts
 }
 
@@ -119,8 +123,13 @@ fn existing_target(args: &TargetArgs) -> Result<TargetOptions, CliError> {
             opts.probe = !matches!(opts.kind, TargetKind::Aws);
             Ok(opts)
         }
+        // The reused emulator if it is up; never a fresh, empty one.
+        TargetKind::Reuse => {
+            opts.supervisor = None;
+            Ok(opts)
+        }
         _ => Err(CliError::Usage(format!(
-            "--target {}: this command reads an existing deployment; use --target endpoint=<url> or --target aws",
+            "--target {}: this command reads an existing deployment; use --target endpoint=<url>, reuse or aws",
             args.target
         ))),
     }
