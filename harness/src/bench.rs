@@ -93,6 +93,83 @@ pub struct PhaseNumbers {
     pub repeated_reads: BTreeMap<String, usize>,
 }
 
+/// Calls of one operation that teardown makes beyond its floor, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct AboveFloor {
+    /// `EC2:DescribeNetworkAcls`.
+    pub operation: String,
+    /// Calls beyond the floor.
+    pub calls: usize,
+    /// Why it is needed; `None` for a call nobody accounted for (a regression).
+    pub reason: Option<&'static str>,
+}
+
+/// Why teardown makes calls of `operation` beyond one delete per resource.
+pub fn teardown_reason(operation: &str) -> Option<&'static str> {
+    const INVENTORY: &str = "the inventory: teardown deletes what carries the run's tag, so it lists that first";
+    const TAG: &str = "the inventory confirms an account-wide resource's run tag before it may be deleted";
+    let name = operation.split_once(':').map_or(operation, |(_, n)| n);
+    Some(match name {
+        "DescribeVpcs"
+        | "DescribeSubnets"
+        | "DescribeFlowLogs"
+        | "DescribeAddresses"
+        | "DescribeInternetGateways"
+        | "ListRoles"
+        | "DescribeLogGroups"
+        | "DescribeAlarms"
+        | "DescribeMetricFilters" => INVENTORY,
+        "ListRoleTags" | "ListTagsForResource" => TAG,
+        "DescribeNatGateways" => {
+            "the inventory, then polling until a NAT gateway is gone: its address and subnet wait on it"
+        }
+        "DescribeSecurityGroups" => {
+            "the inventory, then the groups' rules as they are now, to revoke references between groups"
+        }
+        "DescribeNetworkAcls" => {
+            "the inventory, then one read of the NACLs' VPCs: associations still on them, and the default NACL to move them to"
+        }
+        "DescribeRouteTables" => "the inventory, then one read of the tables' associations",
+        "RevokeSecurityGroupIngress" | "RevokeSecurityGroupEgress" => {
+            "a group that another group's rules reference cannot be deleted"
+        }
+        "ReplaceNetworkAclAssociation" => {
+            "a NACL with associations cannot be deleted; LocalStack keeps a deleted subnet's association (AWS drops it)"
+        }
+        "DisassociateRouteTable" => {
+            "a table with associations cannot be deleted; LocalStack keeps a deleted subnet's association (AWS drops it)"
+        }
+        "DetachInternetGateway" => "an attached internet gateway cannot be deleted",
+        "ListRolePolicies" | "ListAttachedRolePolicies" | "DeleteRolePolicy" | "DetachRolePolicy" => {
+            "a role with policies cannot be deleted"
+        }
+        _ => return None,
+    })
+}
+
+/// Teardown's calls beyond one delete per inventoried resource (`floor`), by operation.
+/// Deletes beyond the floor are retries (`DependencyViolation`, throttling).
+fn above_floor(calls_by_operation: &BTreeMap<String, usize>, floor: usize) -> Vec<AboveFloor> {
+    let is_delete = |op: &str| {
+        let name = op.split_once(':').map_or(op, |(_, n)| n);
+        (name.starts_with("Delete") || name.starts_with("Release")) && teardown_reason(op).is_none()
+    };
+    let deletes: usize = calls_by_operation.iter().filter(|(op, _)| is_delete(op)).map(|(_, n)| n).sum();
+    let mut out: Vec<AboveFloor> = calls_by_operation
+        .iter()
+        .filter(|(op, _)| !is_delete(op))
+        .map(|(op, n)| AboveFloor { operation: op.clone(), calls: *n, reason: teardown_reason(op) })
+        .collect();
+    if deletes > floor {
+        out.push(AboveFloor {
+            operation: "deletes retried".into(),
+            calls: deletes - floor,
+            reason: Some("DependencyViolation or throttling, retried with backoff"),
+        });
+    }
+    out
+}
+
 /// The recipe's own script on the same emulator.
 #[derive(Debug, Clone, Serialize)]
 pub struct ScriptTiming {
@@ -125,6 +202,8 @@ pub struct BenchReport {
     /// The teardown's floor: one delete per resource the inventory lists (entries and
     /// rules go with their NACL or group).
     pub teardown_resources: usize,
+    /// Teardown's calls beyond that floor, each with its reason.
+    pub teardown_above_floor: Vec<AboveFloor>,
     /// The recipe's script, or why it did not run.
     pub script: Result<ScriptTiming, String>,
     /// Whole processes, reused emulator against fresh, or why they were not measured.
@@ -310,6 +389,7 @@ pub async fn bench(plan: &Plan, planned_resources: usize, opts: &BenchOptions) -
             }
         })
         .collect();
+    let teardown_resources = reports.last().and_then(|r| r.teardown.as_ref()).map_or(0, |t| t.outcomes.len());
     let run_seconds =
         median(reports.iter().map(|r| r.phases.iter().map(|p| p.wall).sum::<Duration>().as_secs_f64()).collect());
     Ok(BenchReport {
@@ -317,7 +397,12 @@ pub async fn bench(plan: &Plan, planned_resources: usize, opts: &BenchOptions) -
         run_seconds,
         phases: phases(&reports),
         planned_resources,
-        teardown_resources: reports.last().and_then(|r| r.teardown.as_ref()).map_or(0, |t| t.outcomes.len()),
+        teardown_resources,
+        teardown_above_floor: reports
+            .last()
+            .and_then(|r| r.phases.iter().find(|p| p.name == "teardown"))
+            .map(|p| above_floor(&p.calls_by_operation, teardown_resources))
+            .unwrap_or_default(),
         script,
         whole_process,
         evaluator,
@@ -441,6 +526,10 @@ pub fn text(r: &BenchReport) -> String {
         "\nfloor: build, one create per planned resource = {}; teardown, one delete per inventoried resource = {}",
         r.planned_resources, r.teardown_resources
     );
+    let _ = writeln!(out, "\n| teardown calls above the floor | calls | why |\n|---|---|---|");
+    for a in &r.teardown_above_floor {
+        let _ = writeln!(out, "| {} | {} | {} |", a.operation, a.calls, a.reason.unwrap_or("**unaccounted for**"));
+    }
     let _ = writeln!(out, "\n| evaluator ({} profile), full matrix | seconds |\n|---|---|", r.profile);
     for e in &r.evaluator {
         let _ = writeln!(out, "| {} | {:.3} |", e.network, e.seconds);
@@ -457,6 +546,31 @@ pub fn default_recipe() -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_teardown_call_above_the_floor_is_explained_and_retries_are_counted() {
+        let calls: BTreeMap<String, usize> = [
+            ("EC2:DeleteSubnet", 7),
+            ("EC2:DeleteVpc", 1),
+            ("EC2:DescribeNetworkAcls", 2),
+            ("EC2:ReplaceNetworkAclAssociation", 6),
+            ("IAM:DeleteRolePolicy", 1),
+            ("EC2:CreateVpc", 1),
+        ]
+        .into_iter()
+        .map(|(op, n)| (op.to_string(), n))
+        .collect();
+        let above = above_floor(&calls, 7);
+        let by_op = |op: &str| above.iter().find(|a| a.operation == op).map(|a| (a.calls, a.reason.is_some()));
+        assert_eq!(by_op("EC2:DescribeNetworkAcls"), Some((2, true)));
+        assert_eq!(by_op("EC2:ReplaceNetworkAclAssociation"), Some((6, true)));
+        // A role's policy goes first: explained, not a delete of the floor.
+        assert_eq!(by_op("IAM:DeleteRolePolicy"), Some((1, true)));
+        // 8 deletes against a floor of 7: one retry.
+        assert_eq!(by_op("deletes retried"), Some((1, true)));
+        // Nothing in teardown creates: a create there is unaccounted for.
+        assert_eq!(by_op("EC2:CreateVpc"), Some((1, false)));
+    }
 
     #[test]
     fn shell_blocks_takes_bash_blocks_of_the_named_sections_only() {

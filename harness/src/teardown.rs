@@ -84,13 +84,15 @@ pub async fn teardown(clients: &Clients, items: &[Item], backoff: Backoff) -> Te
     report
 }
 
-/// Work that must happen for a whole kind before any of it can go: revoking group
-/// references (a referenced group cannot be deleted on AWS) and moving subnets back to
-/// the default NACL (a NACL with associations cannot be deleted).
+/// Work that must happen for a whole kind before any of it can go, with one read for the
+/// kind: revoking group references (a referenced group cannot be deleted on AWS), moving
+/// subnets back to the default NACL (a NACL with associations cannot be deleted), and
+/// disassociating route tables.
 async fn prepare(clients: &Clients, kind: ResourceKind, items: &[&Item]) -> usize {
     let result = match kind {
         ResourceKind::SecurityGroup => revoke_group_references(clients, items).await,
         ResourceKind::NetworkAcl => restore_default_nacl(clients, items).await,
+        ResourceKind::RouteTable => disassociate_route_tables(clients, items).await,
         _ => Ok(0),
     };
     result.unwrap_or_else(|e| {
@@ -155,56 +157,67 @@ async fn revoke_group_references(clients: &Clients, items: &[&Item]) -> Result<u
 }
 
 async fn restore_default_nacl(clients: &Clients, items: &[&Item]) -> Result<usize, AwsError> {
-    let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
-    let nacls = match clients
-        .ec2
-        .describe_network_acls()
-        .set_network_acl_ids(Some(ids))
-        .send()
-        .await
-        .map_err(aws_err("DescribeNetworkAcls"))
-    {
-        Ok(n) => n,
-        Err(e) if e.is_not_found() => return Ok(1),
-        Err(e) => return Err(e),
-    };
-    let mut calls = 1;
-    // One default-NACL lookup per VPC, then every association moved at once.
-    let mut defaults: std::collections::BTreeMap<String, String> = Default::default();
+    // One read of the NACLs' VPCs answers both questions: which associations are still
+    // on our NACLs, and which default NACL each must move to.
+    let mut vpcs: Vec<String> = items.iter().filter_map(|i| i.vpc_id.clone()).collect();
+    let mut calls = 0;
+    // An item that does not say its VPC (one made from a ledger entry) is asked once.
+    let unplaced: Vec<String> = items.iter().filter(|i| i.vpc_id.is_none()).map(|i| i.id.clone()).collect();
+    if !unplaced.is_empty() {
+        calls += 1;
+        match clients
+            .ec2
+            .describe_network_acls()
+            .set_network_acl_ids(Some(unplaced))
+            .send()
+            .await
+            .map_err(aws_err("DescribeNetworkAcls"))
+        {
+            Ok(n) => vpcs.extend(n.network_acls().iter().filter_map(|n| n.vpc_id().map(str::to_string))),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    vpcs.sort();
+    vpcs.dedup();
+    if vpcs.is_empty() {
+        return Ok(calls);
+    }
+    let all = crate::aws::all_items!(
+        clients
+            .ec2
+            .describe_network_acls()
+            .filters(aws_sdk_ec2::types::Filter::builder().name("vpc-id").set_values(Some(vpcs)).build()),
+        "DescribeNetworkAcls"
+    )?;
+    calls += 1;
+    let defaults: std::collections::BTreeMap<&str, &str> = all
+        .iter()
+        .filter(|n| n.is_default() == Some(true))
+        .filter_map(|n| Some((n.vpc_id()?, n.network_acl_id()?)))
+        .collect();
+    let ours: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
     let mut moves: Vec<(String, String)> = Vec::new();
-    for nacl in nacls.network_acls() {
+    for nacl in all.iter().filter(|n| n.network_acl_id().is_some_and(|id| ours.contains(&id))) {
         if nacl.associations().is_empty() {
             continue;
         }
-        let vpc = nacl.vpc_id().unwrap_or_default().to_string();
-        if !defaults.contains_key(&vpc) {
-            calls += 1;
-            let default = clients
-                .ec2
-                .describe_network_acls()
-                .filters(aws_sdk_ec2::types::Filter::builder().name("vpc-id").values(&vpc).build())
-                .filters(aws_sdk_ec2::types::Filter::builder().name("default").values("true").build())
-                .send()
-                .await
-                .map_err(aws_err("DescribeNetworkAcls"))?;
-            let Some(default_id) = default.network_acls().first().and_then(|n| n.network_acl_id()) else {
-                return Err(AwsError {
-                    operation: "DescribeNetworkAcls",
-                    code: None,
-                    message: format!("VPC {vpc} has no default NACL"),
-                });
-            };
-            defaults.insert(vpc.clone(), default_id.to_string());
-        }
-        let default_id = &defaults[&vpc];
+        let vpc = nacl.vpc_id().unwrap_or_default();
+        let Some(default_id) = defaults.get(vpc) else {
+            return Err(AwsError {
+                operation: "DescribeNetworkAcls",
+                code: None,
+                message: format!("VPC {vpc} has no default NACL"),
+            });
+        };
         moves.extend(
             nacl.associations()
                 .iter()
                 .filter_map(|a| a.network_acl_association_id())
-                .map(|a| (a.to_string(), default_id.clone())),
+                .map(|a| (a.to_string(), default_id.to_string())),
         );
     }
-    calls += moves.len();
+    let calls = calls + moves.len();
     let results = join_all(moves.iter().map(|(assoc, default)| {
         clients.ec2.replace_network_acl_association().association_id(assoc).network_acl_id(default).send()
     }))
@@ -217,6 +230,48 @@ async fn restore_default_nacl(clients: &Clients, items: &[&Item]) -> Result<usiz
         }
     }
     Ok(calls)
+}
+
+/// Disassociates every subnet still on the run's route tables, with one read for all of
+/// them (on AWS a deleted subnet took its association along, and nothing is left).
+async fn disassociate_route_tables(clients: &Clients, items: &[&Item]) -> Result<usize, AwsError> {
+    let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
+    let tables = match clients
+        .ec2
+        .describe_route_tables()
+        .set_route_table_ids(Some(ids))
+        .send()
+        .await
+        .map_err(aws_err("DescribeRouteTables"))
+    {
+        Ok(t) => t,
+        // One of them is gone already: each is then asked about on its own.
+        Err(e) if e.is_not_found() => {
+            let mut calls = 1;
+            for item in items {
+                calls += Box::pin(disassociate_route_tables(clients, std::slice::from_ref(item))).await.unwrap_or(1);
+            }
+            return Ok(calls);
+        }
+        Err(e) => return Err(e),
+    };
+    let associations: Vec<&str> = tables
+        .route_tables()
+        .iter()
+        .flat_map(|t| t.associations())
+        .filter(|a| a.main() != Some(true))
+        .filter_map(|a| a.route_table_association_id())
+        .collect();
+    let results =
+        join_all(associations.iter().map(|a| clients.ec2.disassociate_route_table().association_id(*a).send())).await;
+    for r in results {
+        if let Err(e) = r.map_err(aws_err("DisassociateRouteTable"))
+            && !e.is_not_found()
+        {
+            return Err(e);
+        }
+    }
+    Ok(1 + associations.len())
 }
 
 async fn delete_with_retry(clients: &Clients, item: &Item, backoff: Backoff) -> (Outcome, usize) {
@@ -306,11 +361,14 @@ async fn delete_once(clients: &Clients, item: &Item) -> (Result<(), AwsError>, u
         ResourceKind::ElasticIp => {
             (ec2.release_address().allocation_id(id).send().await.map(|_| ()).map_err(aws_err("ReleaseAddress")), 1)
         }
-        ResourceKind::RouteTable => delete_route_table(clients, id).await,
+        ResourceKind::RouteTable => (
+            ec2.delete_route_table().route_table_id(id).send().await.map(|_| ()).map_err(aws_err("DeleteRouteTable")),
+            1,
+        ),
         ResourceKind::Subnet => {
             (ec2.delete_subnet().subnet_id(id).send().await.map(|_| ()).map_err(aws_err("DeleteSubnet")), 1)
         }
-        ResourceKind::InternetGateway => delete_igw(clients, id).await,
+        ResourceKind::InternetGateway => delete_igw(clients, id, item.vpc_id.as_deref()).await,
         ResourceKind::Vpc => (ec2.delete_vpc().vpc_id(id).send().await.map(|_| ()).map_err(aws_err("DeleteVpc")), 1),
     }
 }
@@ -386,57 +444,42 @@ async fn delete_role(clients: &Clients, name: &str) -> (Result<(), AwsError>, us
     (result, calls)
 }
 
-async fn delete_route_table(clients: &Clients, id: &str) -> (Result<(), AwsError>, usize) {
+/// Detaches a gateway from the VPC the inventory found it attached to (a gateway has at
+/// most one attachment, and nothing in a run re-attaches it), then deletes it. An item
+/// that does not say (one made from a ledger entry) has its attachments read first.
+async fn delete_igw(clients: &Clients, id: &str, attached_to: Option<&str>) -> (Result<(), AwsError>, usize) {
     let ec2 = &clients.ec2;
-    let mut calls = 1;
+    let mut calls = 0;
     let result = async {
-        let tables =
-            ec2.describe_route_tables().route_table_ids(id).send().await.map_err(aws_err("DescribeRouteTables"))?;
-        for assoc in tables.route_tables().iter().flat_map(|t| t.associations()) {
-            if assoc.main() == Some(true) {
-                continue;
-            }
-            if let Some(a) = assoc.route_table_association_id() {
+        let vpcs: Vec<String> = match attached_to {
+            Some(vpc) => vec![vpc.to_string()],
+            None => {
                 calls += 1;
-                ec2.disassociate_route_table()
-                    .association_id(a)
+                ec2.describe_internet_gateways()
+                    .internet_gateway_ids(id)
                     .send()
                     .await
-                    .map_err(aws_err("DisassociateRouteTable"))?;
+                    .map_err(aws_err("DescribeInternetGateways"))?
+                    .internet_gateways()
+                    .iter()
+                    .flat_map(|g| g.attachments())
+                    .filter_map(|a| a.vpc_id().map(str::to_string))
+                    .collect()
             }
-        }
-        calls += 1;
-        ec2.delete_route_table().route_table_id(id).send().await.map_err(aws_err("DeleteRouteTable"))?;
-        Ok(())
-    }
-    .await;
-    (result, calls)
-}
-
-async fn delete_igw(clients: &Clients, id: &str) -> (Result<(), AwsError>, usize) {
-    let ec2 = &clients.ec2;
-    let mut calls = 1;
-    let result = async {
-        let igws = ec2
-            .describe_internet_gateways()
-            .internet_gateway_ids(id)
-            .send()
-            .await
-            .map_err(aws_err("DescribeInternetGateways"))?;
-        for att in igws.internet_gateways().iter().flat_map(|g| g.attachments()) {
-            if let Some(vpc) = att.vpc_id() {
-                calls += 1;
-                match ec2
-                    .detach_internet_gateway()
-                    .internet_gateway_id(id)
-                    .vpc_id(vpc)
-                    .send()
-                    .await
-                    .map_err(aws_err("DetachInternetGateway"))
-                {
-                    Err(e) if !e.is_not_found() => return Err(e),
-                    _ => {}
-                }
+        };
+        for vpc in &vpcs {
+            calls += 1;
+            match ec2
+                .detach_internet_gateway()
+                .internet_gateway_id(id)
+                .vpc_id(vpc)
+                .send()
+                .await
+                .map_err(aws_err("DetachInternetGateway"))
+            {
+                // Not attached (any more) is what detaching is for.
+                Err(e) if !e.is_not_found() && e.code.as_deref() != Some("Gateway.NotAttached") => return Err(e),
+                _ => {}
             }
         }
         calls += 1;
