@@ -41,7 +41,33 @@ impl Group {
 
 /// The group's emulator: started on first use, on a thread with its own runtime, and
 /// kept in a static. Statics are never dropped; the reaper's atexit hook stops it.
+///
+/// With `MICROSEG_TEST_REUSE=1` the shared group runs on the reused emulator instead
+/// (`microseg emulator`, started with CloudFormation if none is up, and left up for the
+/// next suite): a developer's repeated suites skip its start and its probe. Its runs keep
+/// to their own tags, as on any shared emulator. Not for CI, whose leak check wants every
+/// emulator gone.
 pub fn endpoint(group: Group) -> &'static str {
+    static REUSED: OnceLock<String> = OnceLock::new();
+    if group == Group::Shared && std::env::var("MICROSEG_TEST_REUSE").is_ok_and(|v| v == "1") {
+        return REUSED.get_or_init(|| {
+            std::thread::spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let exe = std::path::Path::new(env!("CARGO_BIN_EXE_microseg"));
+                let services = ["cloudformation".to_string()];
+                let idle = microseg_harness::target::reuse::DEFAULT_IDLE;
+                let up = rt.block_on(microseg_harness::target::reuse::ensure_up(
+                    exe,
+                    idle,
+                    Duration::from_secs(300),
+                    &services,
+                ));
+                up.unwrap_or_else(|e| panic!("MICROSEG_TEST_REUSE=1: the reused emulator: {e}")).0.endpoint
+            })
+            .join()
+            .expect("emulator thread")
+        });
+    }
     static EMULATORS: [OnceLock<(LocalStackHost, String)>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
     &EMULATORS[group.index()]
         .get_or_init(|| {

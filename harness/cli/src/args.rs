@@ -169,6 +169,10 @@ pub struct EmulatorUpArgs {
     /// How long LocalStack may take to become ready.
     #[arg(long, default_value = "3m", value_parser = humantime::parse_duration)]
     pub wait: std::time::Duration,
+    /// A LocalStack service to enable besides those every run needs (`cloudformation`,
+    /// to deploy a stack beside the runs); repeatable.
+    #[arg(long = "service", value_name = "NAME")]
+    pub services: Vec<String>,
 }
 
 /// `bench` arguments.

@@ -372,7 +372,7 @@ impl Target {
             }
             TargetKind::Reuse => {
                 let (state, started) = match &opts.supervisor {
-                    Some(exe) => reuse::ensure_up(exe, opts.reuse_idle, opts.startup_timeout).await?,
+                    Some(exe) => reuse::ensure_up(exe, opts.reuse_idle, opts.startup_timeout, &[]).await?,
                     None => (
                         reuse::live().await.ok_or_else(|| TargetError::NotReady {
                             target: "reuse".into(),

@@ -60,6 +60,9 @@ pub struct Reused {
     pub started_at: u64,
     /// Idle limit, seconds.
     pub idle_seconds: u64,
+    /// Services enabled beyond the ones every run needs (`cloudformation`).
+    #[serde(default)]
+    pub extra_services: Vec<String>,
 }
 
 impl Reused {
@@ -73,11 +76,13 @@ impl Reused {
     }
 }
 
-/// `30m`, `2h`, `45s`: how a duration is written on the command line.
+/// `30m`, `2h`, `45s`, `29m24s`: how a duration is written on the command line
+/// (humantime reads each of them back).
 pub fn short_duration(seconds: u64) -> String {
     match seconds {
         s if s >= 3600 && s % 3600 == 0 => format!("{}h", s / 3600),
         s if s >= 60 && s % 60 == 0 => format!("{}m", s / 60),
+        s if s >= 60 => format!("{}m{}s", s / 60, s % 60),
         s => format!("{s}s"),
     }
 }
@@ -193,9 +198,28 @@ impl Lock {
 /// The reused emulator, started first if none is live: `microseg` (the binary at `exe`)
 /// is spawned as its supervisor, and this waits until the supervisor records it ready.
 /// Returns it and whether this call started it.
-pub async fn ensure_up(exe: &Path, idle: Duration, startup_timeout: Duration) -> Result<(Reused, bool), TargetError> {
+///
+/// `extra_services` are enabled besides those every run needs; a live emulator that lacks
+/// one is refused, naming it, rather than restarted under someone else's runs.
+pub async fn ensure_up(
+    exe: &Path,
+    idle: Duration,
+    startup_timeout: Duration,
+    extra_services: &[String],
+) -> Result<(Reused, bool), TargetError> {
     let _lock = tokio::task::spawn_blocking(Lock::acquire).await.expect("locking does not panic")?;
     if let Some(state) = live().await {
+        if let Some(missing) = extra_services.iter().find(|s| !state.extra_services.contains(s)) {
+            return Err(TargetError::NotReady {
+                target: "reuse".into(),
+                condition: format!(
+                    "the reused emulator at {} runs without {missing} (`microseg emulator down`, then `emulator up --service {missing}`)",
+                    state.endpoint
+                ),
+                log: None,
+                tail: String::new(),
+            });
+        }
         touch();
         return Ok((state, false));
     }
@@ -212,6 +236,7 @@ pub async fn ensure_up(exe: &Path, idle: Duration, startup_timeout: Duration) ->
         .arg(short_duration(idle.as_secs().max(1)))
         .arg("--wait")
         .arg(short_duration(startup_timeout.as_secs().max(1)))
+        .args(extra_services.iter().flat_map(|s| ["--service", s.as_str()]))
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err)
@@ -266,11 +291,16 @@ pub enum Stopped {
 
 /// The supervisor (`microseg emulator serve`): starts LocalStack, records it, and stops
 /// it when it has been idle for `idle`, when signalled, or when it stops answering.
-pub async fn serve(idle: Duration, startup_timeout: Duration) -> Result<Stopped, TargetError> {
+pub async fn serve(
+    idle: Duration,
+    startup_timeout: Duration,
+    extra_services: &[String],
+) -> Result<Stopped, TargetError> {
     use tokio::signal::unix::{SignalKind, signal};
     let signals = |kind| signal(kind).map_err(|e| TargetError::io("handle signals", Path::new("-"), e));
     let (mut term, mut int) = (signals(SignalKind::terminate())?, signals(SignalKind::interrupt())?);
-    let host = LocalStackHost::start(startup_timeout, false).await?;
+    let extra: Vec<&str> = extra_services.iter().map(String::as_str).collect();
+    let host = LocalStackHost::start_with_services(startup_timeout, false, &extra).await?;
     let me = std::process::id();
     let state = Reused {
         format_version: STATE_FORMAT_VERSION,
@@ -281,6 +311,7 @@ pub async fn serve(idle: Duration, startup_timeout: Duration) -> Result<Stopped,
         volume_dir: host.volume_dir().to_path_buf(),
         started_at: now_unix(),
         idle_seconds: idle.as_secs(),
+        extra_services: extra_services.to_vec(),
     };
     fs::create_dir_all(dir()).map_err(|e| TargetError::io("create the emulators directory", &dir(), e))?;
     touch();
@@ -359,5 +390,19 @@ pub async fn status() -> Status {
         (_, Some(s)) => Status::Up(s),
         (Some(s), None) => Status::Stale(s),
         (None, None) => Status::None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_written_as_the_command_line_takes_them() {
+        assert_eq!(short_duration(1800), "30m");
+        assert_eq!(short_duration(7200), "2h");
+        assert_eq!(short_duration(45), "45s");
+        assert_eq!(short_duration(1764), "29m24s");
+        assert_eq!(short_duration(5400), "90m");
     }
 }

@@ -17,7 +17,8 @@ pub(crate) async fn emulator(action: &EmulatorAction, quiet: bool) -> Result<(),
                 CliError::TargetUnavailable(format!("cannot find the microseg binary to supervise: {e}"))
             })?;
             super::progress(quiet, "▸ starting the reused emulator unless one is up…");
-            let (state, started) = reuse::ensure_up(&exe, args.idle, args.wait).await.map_err(unavailable)?;
+            let (state, started) =
+                reuse::ensure_up(&exe, args.idle, args.wait, &args.services).await.map_err(unavailable)?;
             outln!(
                 "{} LocalStack {} at {} (stops after {} unused; `microseg emulator down` stops it now)",
                 if started { "started" } else { "already up:" },
@@ -58,7 +59,7 @@ pub(crate) async fn emulator(action: &EmulatorAction, quiet: bool) -> Result<(),
             Ok(())
         }
         EmulatorAction::Serve(args) => {
-            let why = reuse::serve(args.idle, args.wait).await.map_err(unavailable)?;
+            let why = reuse::serve(args.idle, args.wait, &args.services).await.map_err(unavailable)?;
             match why {
                 Stopped::Idle(d) => tracing::info!("stopped after {} unused", short_duration(d.as_secs())),
                 Stopped::Signalled => tracing::info!("stopped on request"),
