@@ -96,6 +96,26 @@ fn local_targets(args: &DoctorArgs) -> Result<(), CliError> {
         }
         Err(e) => outln!("localstack-host:      unavailable: {e}"),
     }
+    for (name, spec) in [("moto", python::MOTO), ("localemu", python::LOCALEMU)] {
+        match python::find_python_for(&spec) {
+            Ok(p) => {
+                let venv = python::venv_dir_for(&spec, &p);
+                let state =
+                    if venv.join(".ready").exists() { "cached" } else { "not built yet (first start installs it)" };
+                outln!(
+                    "{:<21} Python {}.{} at {}; venv {} ({state})",
+                    format!("{name}:"),
+                    p.version.0,
+                    p.version.1,
+                    p.path.display(),
+                    venv.display()
+                );
+            }
+            Err(e) => {
+                outln!("{:<21} unavailable: {}", format!("{name}:"), e.to_string().lines().next().unwrap_or_default())
+            }
+        }
+    }
     let image = target::container::configured_image();
     match target::docker_status() {
         Ok(v) if target::container::image_present(&image) => {
