@@ -35,6 +35,7 @@ pub mod deployment;
 pub mod discover;
 pub mod emulator;
 mod error;
+pub mod fidelity;
 pub mod findings;
 pub mod gate;
 pub mod inventory;

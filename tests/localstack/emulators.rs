@@ -166,3 +166,48 @@ fn localemu_networks() -> Vec<String> {
     })
     .unwrap_or_default()
 }
+
+/// `doctor --all`: every emulator target available here started, fully probed and
+/// stopped, and the matrix printed. The cells asserted are the ones measured by hand
+/// with boto3 against each emulator (docs/EMULATOR.md, "Fidelity matrix"); the AWS
+/// column is AWS's documented behaviour, never an emulator's.
+#[test]
+fn doctor_all_prints_the_fidelity_matrix_of_every_emulator_here() {
+    let _t = crate::support::timer();
+    let test = "doctor_all_prints_the_fidelity_matrix_of_every_emulator_here";
+    if !python_for(test, Flavor::Moto) || !python_for(test, Flavor::LocalEmu) {
+        return;
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_microseg"))
+        .args(["--quiet", "doctor", "--all"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", crate::support::text(&out));
+    let header = stdout.lines().find(|l| l.starts_with("BEHAVIOUR")).unwrap_or_else(|| panic!("no matrix:\n{stdout}"));
+    let columns: Vec<&str> = header.split("  ").map(str::trim).filter(|c| !c.is_empty()).collect();
+    // localstack-host, moto and localemu serve here; the container where its image is.
+    for target in ["localstack-host", "moto", "localemu"] {
+        assert!(columns.contains(&target), "no {target} column in {columns:?}");
+    }
+    let cells = |question: &str| -> Vec<String> {
+        let line = stdout.lines().find(|l| l.starts_with(question)).unwrap_or_else(|| panic!("no {question} row"));
+        line.split("  ").map(str::trim).filter(|c| !c.is_empty()).map(String::from).collect()
+    };
+    let at = |row: &[String], target: &str| row[columns.iter().position(|c| *c == target).unwrap()].clone();
+    let cbor = cells("CloudWatch DescribeAlarms");
+    assert_eq!(
+        (at(&cbor, "AWS (documented)"), at(&cbor, "moto"), at(&cbor, "localemu"), at(&cbor, "localstack-host")),
+        ("answers".into(), "≠ HTTP 404".into(), "answers".into(), "answers".into())
+    );
+    for target in ["localstack-host", "moto", "localemu"] {
+        assert_eq!(at(&cells("entries of a new custom NACL"), target), "≠ none");
+        assert_eq!(at(&cells("NACL rule number 40000"), target), "≠ accepted");
+        assert_eq!(at(&cells("a deleted subnet's NACL association"), target), "≠ kept");
+        assert_eq!(at(&cells("DeleteVpc while a subnet remains"), target), "DependencyViolation");
+    }
+    assert!(
+        stdout.contains("moto: ")
+            && stdout.lines().any(|l| l.trim_start().starts_with("moto:") && l.contains("cloudwatch-no-cbor"))
+    );
+}

@@ -58,6 +58,7 @@ const EXAMPLES_SNAPSHOT: &str = "Examples:
 const EXAMPLES_DOCTOR: &str = "Examples:
   $ microseg doctor
   $ microseg doctor --target localstack-container
+  $ microseg doctor --all
   $ microseg doctor --target aws --region eu-west-1 --allow-account 123456789012 --allow-region eu-west-1 --all-scenarios";
 const EXAMPLES_REPORT: &str = "Examples:
   $ microseg report --scenario recipe --target endpoint=http://127.0.0.1:4566 --vpc-id vpc-0abc
@@ -127,6 +128,11 @@ pub struct DoctorArgs {
     /// With --target: every built-in scenario in both variants.
     #[arg(long, conflicts_with = "scenarios")]
     pub all_scenarios: bool,
+    /// Start every emulator target available here (localstack-host, localstack-container,
+    /// moto, localemu), probe each fully, and print the fidelity matrix: the probed
+    /// behaviours by target, beside AWS's documented answers. Ignores --target.
+    #[arg(long, conflicts_with_all = ["scenarios", "all_scenarios"])]
+    pub all: bool,
     /// The permissions boundary runs give the flow-log role (see `run --role-boundary`);
     /// the preflight simulates iam:CreateRole with it.
     #[arg(long, value_name = "POLICY_ARN", env = "MICROSEG_ROLE_BOUNDARY")]
