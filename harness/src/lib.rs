@@ -32,6 +32,7 @@ pub mod build;
 pub mod capabilities;
 pub mod checks;
 pub mod deployment;
+pub mod differential;
 pub mod discover;
 pub mod emulator;
 mod error;

@@ -211,3 +211,42 @@ fn doctor_all_prints_the_fidelity_matrix_of_every_emulator_here() {
             && stdout.lines().any(|l| l.trim_start().starts_with("moto:") && l.contains("cloudwatch-no-cbor"))
     );
 }
+
+/// `run --target all-emulators`: the recipe on every emulator here, each run's verdict,
+/// and no disagreement about the deployment once ids are taken out (measured by hand on
+/// 2026-11-30 for the recipe and three-tier on LocalStack 4.14.0, moto 5.2.5 and
+/// localemu 1.3.2). Each disagreement would be an emulator bug, and the run would fail.
+#[test]
+fn a_differential_run_builds_the_recipe_on_every_emulator_and_finds_them_agreeing() {
+    let _t = crate::support::timer();
+    let test = "a_differential_run_builds_the_recipe_on_every_emulator_and_finds_them_agreeing";
+    if !python_for(test, Flavor::Moto) || !python_for(test, Flavor::LocalEmu) {
+        return;
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_microseg"))
+        .args(["--quiet", "run", "--target", "all-emulators"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", crate::support::text(&out));
+    for target in ["localstack-host", "moto", "localemu"] {
+        let row = stdout.lines().find(|l| l.starts_with(&format!("{target} "))).unwrap_or_else(|| panic!("{stdout}"));
+        assert!(row.split_whitespace().nth(1) == Some("Pass"), "{row}");
+    }
+    let moto = stdout.lines().find(|l| l.starts_with("moto ")).unwrap();
+    assert!(moto.contains("cloudwatch-no-cbor"), "{moto}");
+    assert!(stdout.contains("emulators agree on the observed deployment"), "{stdout}");
+    assert!(stdout.lines().any(|l| l == "verdict: Pass"), "{stdout}");
+}
+
+/// Flags that belong to one target are refused with all-emulators, before anything starts.
+#[test]
+fn a_differential_run_refuses_flags_of_a_single_run() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_microseg"))
+        .args(["--quiet", "run", "--target", "all-emulators", "--keep"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(microseg_cli::exit::USAGE), "{}", crate::support::text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--target all-emulators") && stderr.contains("--keep"), "{stderr}");
+}

@@ -40,6 +40,7 @@ const EXAMPLES_RUN: &str = "Examples:
   $ microseg run --scenario microservices --variant hardened --format junit --report-json report.json
   $ microseg run --spec my-design.toml --target endpoint=http://127.0.0.1:4566 --wait 30s
   $ microseg run --scenario three-tier --target moto
+  $ microseg run --scenario three-tier --target all-emulators
   $ microseg run --target aws --region eu-west-1 --allow-account 123456789012 --allow-region eu-west-1 --job eu-west-1-recipe --earlier-runs sweep";
 const EXAMPLES_PLAN: &str = "Examples:
   $ microseg plan --spec my-design.toml
@@ -264,7 +265,9 @@ pub struct PlanArgs {
 /// Where to run.
 #[derive(Debug, Clone, Args)]
 pub struct TargetArgs {
-    /// auto, localstack-host, localstack-container, moto, localemu, endpoint=<url>, aws.
+    /// auto, localstack-host, localstack-container, moto, localemu, endpoint=<url>, aws;
+    /// for `run`, also all-emulators (the scenario on every emulator available here, and
+    /// where they disagree about the deployment).
     #[arg(long, default_value = "auto", env = "MICROSEG_TARGET")]
     pub target: TargetKind,
     /// Region (emulators default to us-east-1).
