@@ -115,7 +115,7 @@ impl Emulator {
     }
 
     pub(crate) async fn clients(&self) -> Clients {
-        Clients::new(&self.sdk_config().await)
+        Clients::new(&self.sdk_config().await).serving(self.capabilities())
     }
 
     /// Builds a scenario and returns it deployed. Every resource carries the run's tags;

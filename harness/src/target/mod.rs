@@ -712,6 +712,43 @@ mod tests {
         );
         assert!("endpoint=127.0.0.1:4566".parse::<TargetKind>().unwrap_err().contains("http://"));
         assert!("lokalstack".parse::<TargetKind>().unwrap_err().contains("localstack-host"));
+        for (name, kind) in [
+            ("moto", TargetKind::Moto),
+            ("localemu", TargetKind::LocalEmu),
+            ("all-emulators", TargetKind::AllEmulators),
+        ] {
+            assert_eq!(name.parse::<TargetKind>(), Ok(kind.clone()));
+            assert_eq!(kind.to_string(), name, "names round-trip");
+        }
+        let err = "motto".parse::<TargetKind>().unwrap_err();
+        assert!(err.contains("\"motto\"") && err.contains("moto") && err.contains("localemu"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn all_emulators_is_refused_where_one_target_is_needed() {
+        let err = Target::start(&TargetOptions::new(TargetKind::AllEmulators)).await.unwrap_err();
+        assert!(matches!(err, TargetError::Several(_)), "{err}");
+        assert!(err.to_string().contains("--target all-emulators names several targets"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn localemu_behind_an_endpoint_is_named_with_its_version() {
+        // localemu answers LocalStack's health path as an S3 request (501) and serves its
+        // own under /_localemu/ (docs/EMULATOR.md, "localemu 1.3.2 as a target").
+        let url = server(|_, conn| {
+            // Peeked, not read: `answer` reads the request itself.
+            let mut buf = [0u8; 2048];
+            let n = conn.peek(&mut buf).unwrap_or(0);
+            let request = String::from_utf8_lossy(&buf[..n]).to_string();
+            let path = request.split_whitespace().nth(1).unwrap_or_default().to_string();
+            match path.as_str() {
+                "/_localemu/health" => answer(conn, "200 OK", r#"{"services":{"ec2":"running"}}"#),
+                "/_localemu/info" => answer(conn, "200 OK", r#"{"version":"1.3.2","uptime":5}"#),
+                _ => answer(conn, "501 Not Implemented", "{}"),
+            }
+        });
+        let name = identify_endpoint_within(&url, Some(Duration::from_secs(10))).await.unwrap();
+        assert_eq!(name, "localemu 1.3.2");
     }
 
     #[tokio::test]
