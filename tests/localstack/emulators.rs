@@ -249,4 +249,11 @@ fn a_differential_run_refuses_flags_of_a_single_run() {
     assert_eq!(out.status.code(), Some(microseg_cli::exit::USAGE), "{}", crate::support::text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--target all-emulators") && stderr.contains("--keep"), "{stderr}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_microseg"))
+        .args(["--quiet", "run", "--target", "all-emulators", "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(microseg_cli::exit::USAGE), "{}", crate::support::text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("prints text only, not --format Json"), "{stderr}");
 }

@@ -310,3 +310,40 @@ fn poll(flavor: Flavor, url: &str) -> Result<(), String> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(cmd: &Command) -> std::collections::BTreeMap<String, String> {
+        cmd.get_envs()
+            .filter_map(|(k, v)| Some((k.to_string_lossy().to_string(), v?.to_string_lossy().to_string())))
+            .collect()
+    }
+
+    #[test]
+    fn each_emulator_is_told_to_listen_on_the_address_given() {
+        let addr: std::net::SocketAddr = "127.0.0.1:45123".parse().unwrap();
+        let moto = Flavor::Moto.command(Path::new("/v"), addr, Path::new("/s"));
+        let args: Vec<String> = moto.get_args().map(|a| a.to_string_lossy().to_string()).collect();
+        assert_eq!(moto.get_program(), "/v/bin/moto_server");
+        assert_eq!(args, ["-H", "127.0.0.1", "-p", "45123"]);
+        // localemu's default server binds every interface: hypercorn binds the one named.
+        let env = env_of(&Flavor::LocalEmu.command(Path::new("/v"), addr, Path::new("/s")));
+        assert_eq!(env.get("GATEWAY_SERVER").map(String::as_str), Some("hypercorn"));
+        assert_eq!(env.get("GATEWAY_LISTEN").map(String::as_str), Some("127.0.0.1:45123"));
+    }
+
+    #[test]
+    fn localemu_is_kept_away_from_docker_and_in_its_own_directory() {
+        let env = env_of(&Flavor::LocalEmu.command(
+            Path::new("/v"),
+            "127.0.0.1:1".parse().unwrap(),
+            Path::new("/tmp/microseg-localemu-x"),
+        ));
+        assert_eq!(env.get("EC2_VM_MANAGER").map(String::as_str), Some("none"));
+        assert_eq!(env.get("DOCKER_HOST").map(String::as_str), Some("unix:///tmp/microseg-localemu-x/no-docker.sock"));
+        assert_eq!(env.get("LOCALEMU_VOLUME_DIR").map(String::as_str), Some("/tmp/microseg-localemu-x"));
+        assert_eq!(env.get("SERVICES").map(String::as_str), Some("ec2,iam,logs,cloudwatch,sts"));
+    }
+}

@@ -14,7 +14,7 @@ use microseg_harness::verdict::Verdict;
 use super::{count_resources, load_plan, print_report, progress, start_target, target_options};
 use crate::args::RunArgs;
 use crate::exit::CliError;
-use crate::render::Report;
+use crate::render::{Format, Report};
 use crate::terminal;
 
 pub(crate) async fn run(args: &RunArgs, quiet: bool) -> Result<(), CliError> {
@@ -105,6 +105,13 @@ async fn differential(args: &RunArgs, plan: &Plan, quiet: bool) -> Result<(), Cl
              --report-json\n(hint: name one target for those, e.g. --target moto)"
                 .into(),
         ));
+    }
+    if args.format != Format::Text {
+        return Err(CliError::Usage(format!(
+            "--target all-emulators prints text only, not --format {:?}\n(hint: name one target for a report in \
+             another format, e.g. --target moto)",
+            args.format
+        )));
     }
     let (available, missing) = fidelity::available_emulators();
     for (kind, why) in &missing {
