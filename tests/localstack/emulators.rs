@@ -83,6 +83,17 @@ async fn moto_target_probes_serves_a_run_and_leaves_nothing() {
     assert!(!process_alive(pid), "moto pid {pid} survived stop");
     assert!(!state.exists(), "scratch dir {} survived stop", state.display());
 
+    // Through the library's API, as a user's test would: the hardened recipe deployed,
+    // checked (its alarm a named divergence, not a failure) and torn down.
+    let emulator = microseg_harness::Emulator::start(microseg_harness::EmulatorKind::Moto).await.expect("moto");
+    let deployment = emulator.deploy(&microseg_harness::Scenario::builtin("recipe").hardened()).await.unwrap();
+    let verdict = deployment.check().await.unwrap();
+    let alarm = verdict.checks.iter().find(|c| c.id == "alarm").unwrap();
+    assert_eq!((alarm.status, alarm.divergences.clone()), (Status::Divergence, vec!["cloudwatch-no-cbor".to_string()]));
+    verdict.assert_pass();
+    deployment.teardown().await.unwrap().assert_complete();
+    drop(emulator);
+
     // Drop stops it too.
     let emu = PyEmulator::start(Flavor::Moto, Duration::from_secs(120), false).await.expect("moto");
     let (pid, state) = (emu.pid().unwrap(), emu.state_dir().to_path_buf());
