@@ -57,6 +57,10 @@ pub struct Clients {
     pub region: String,
     /// Every request these clients send, counted as it goes over the wire.
     pub calls: CallCounter,
+    /// Whether CloudWatch answers the SDK's protocol here. `false` on a target with the
+    /// `cloudwatch-no-cbor` divergence: the build creates no alarm, and observing,
+    /// listing and sweeping skip alarms rather than fail on every call.
+    pub cloudwatch_served: bool,
 }
 
 impl Clients {
@@ -84,7 +88,14 @@ impl Clients {
             ),
             region: config.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into()),
             calls,
+            cloudwatch_served: true,
         }
+    }
+
+    /// These clients, told what the target's capabilities say it cannot serve.
+    pub fn serving(mut self, caps: &crate::capabilities::Capabilities) -> Clients {
+        self.cloudwatch_served = !caps.has(crate::capabilities::Divergence::CloudwatchNoCbor);
+        self
     }
 }
 

@@ -28,7 +28,15 @@ pub enum EmulatorKind {
     Host,
     /// LocalStack 4.14.0 in a container (`MICROSEG_LOCALSTACK_IMAGE`).
     Container,
-    /// An emulator already running at this URL (LocalStack or moto); nothing to stop.
+    /// moto's server 5.2.5 as a child process, from a venv microseg builds and caches. It
+    /// has no CloudWatch for the current SDK: a deployment's alarm is not built there,
+    /// and its check reports the `cloudwatch-no-cbor` divergence.
+    Moto,
+    /// localemu 1.3.2 (a maintained fork of LocalStack community) as a child process,
+    /// from a venv microseg builds and caches; needs Python ≥ 3.13.
+    LocalEmu,
+    /// An emulator already running at this URL (LocalStack, localemu or moto); nothing to
+    /// stop.
     Endpoint(String),
 }
 
@@ -59,6 +67,8 @@ impl Emulator {
             EmulatorKind::Auto => TargetKind::Auto,
             EmulatorKind::Host => TargetKind::LocalStackHost,
             EmulatorKind::Container => TargetKind::LocalStackContainer,
+            EmulatorKind::Moto => TargetKind::Moto,
+            EmulatorKind::LocalEmu => TargetKind::LocalEmu,
             EmulatorKind::Endpoint(url) => TargetKind::Endpoint(url.trim_end_matches('/').to_string()),
         };
         let target = Target::start(&TargetOptions::new(kind)).await?;
@@ -115,7 +125,7 @@ impl Emulator {
     }
 
     pub(crate) async fn clients(&self) -> Clients {
-        Clients::new(&self.sdk_config().await)
+        Clients::new(&self.sdk_config().await).serving(self.capabilities())
     }
 
     /// Builds a scenario and returns it deployed. Every resource carries the run's tags;

@@ -50,7 +50,8 @@ pub async fn gate(
 ) -> Result<ValidateReport, Error> {
     // The spec first: a bad one is an error before any API call.
     let plan = scenario.plan()?;
-    let clients = Clients::new(config);
+    // Where CloudWatch cannot answer the SDK (cloudwatch-no-cbor), alarms are not read.
+    let clients = Clients::new(config).serving(capabilities);
     let vpcs = match locate {
         Locate::VpcId(id) => vec![id.clone()],
         Locate::Tag(k, v) => validate::vpc_by_tag(&clients, k, v).await?,

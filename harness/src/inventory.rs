@@ -334,7 +334,9 @@ async fn list_logs(clients: &Clients, scope: &Scope) -> Result<Vec<Item>, AwsErr
 }
 
 async fn list_alarms(clients: &Clients, scope: &Scope) -> Result<Vec<Item>, AwsError> {
-    if matches!(scope, Scope::Vpc(_)) {
+    // Where CloudWatch cannot answer the SDK (cloudwatch-no-cbor) no alarm was ever made,
+    // and none can be listed.
+    if matches!(scope, Scope::Vpc(_)) || !clients.cloudwatch_served {
         return Ok(Vec::new());
     }
     let pages = clients

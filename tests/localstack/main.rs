@@ -11,6 +11,8 @@ mod support;
 
 // Targets: host, container, endpoint, aws guard; nothing left running.
 mod targets;
+// The self-started moto and localemu targets: probe, one run, nothing left running.
+mod emulators;
 // The recipe end to end: build, checks, teardown on success, error, panic; keep + sweep.
 mod scenario;
 // Single mutations of a live deployment, each caught by the right finding.

@@ -39,6 +39,8 @@ const EXAMPLES_RUN: &str = "Examples:
   $ microseg run
   $ microseg run --scenario microservices --variant hardened --format junit --report-json report.json
   $ microseg run --spec my-design.toml --target endpoint=http://127.0.0.1:4566 --wait 30s
+  $ microseg run --scenario three-tier --target moto
+  $ microseg run --scenario three-tier --target all-emulators
   $ microseg run --target aws --region eu-west-1 --allow-account 123456789012 --allow-region eu-west-1 --job eu-west-1-recipe --earlier-runs sweep";
 const EXAMPLES_PLAN: &str = "Examples:
   $ microseg plan --spec my-design.toml
@@ -57,6 +59,7 @@ const EXAMPLES_SNAPSHOT: &str = "Examples:
 const EXAMPLES_DOCTOR: &str = "Examples:
   $ microseg doctor
   $ microseg doctor --target localstack-container
+  $ microseg doctor --all
   $ microseg doctor --target aws --region eu-west-1 --allow-account 123456789012 --allow-region eu-west-1 --all-scenarios";
 const EXAMPLES_REPORT: &str = "Examples:
   $ microseg report --scenario recipe --target endpoint=http://127.0.0.1:4566 --vpc-id vpc-0abc
@@ -139,6 +142,11 @@ pub struct DoctorArgs {
     /// With --target: every built-in scenario in both variants.
     #[arg(long, conflicts_with = "scenarios")]
     pub all_scenarios: bool,
+    /// Start every emulator target available here (localstack-host, localstack-container,
+    /// moto, localemu), probe each fully, and print the fidelity matrix: the probed
+    /// behaviours by target, beside AWS's documented answers. Ignores --target.
+    #[arg(long, conflicts_with_all = ["scenarios", "all_scenarios"])]
+    pub all: bool,
     /// The permissions boundary runs give the flow-log role (see `run --role-boundary`);
     /// the preflight simulates iam:CreateRole with it.
     #[arg(long, value_name = "POLICY_ARN", env = "MICROSEG_ROLE_BOUNDARY")]
@@ -301,7 +309,9 @@ pub struct PlanArgs {
 #[derive(Debug, Clone, Args)]
 pub struct TargetArgs {
     /// auto, localstack-host, localstack-container, reuse (one LocalStack kept up across
-    /// invocations: `microseg emulator`), endpoint=<url>, aws.
+    /// invocations: `microseg emulator`), moto, localemu, endpoint=<url>, aws; for `run`,
+    /// also all-emulators (the scenario on every emulator available here, and where they
+    /// disagree about the deployment).
     #[arg(long, default_value = "auto", env = "MICROSEG_TARGET")]
     pub target: TargetKind,
     /// Region (emulators default to us-east-1).

@@ -176,7 +176,7 @@ pub fn run_checks_with_reachability(
         nacl_rules(plan, observed, bindings, caps),
         security_groups(plan, observed, bindings),
         flow_log(plan, observed, bindings, caps),
-        alarm(plan, observed, bindings),
+        alarm(plan, observed, bindings, caps),
         routes(plan, observed, bindings),
         nat_gateways(plan, observed, bindings),
         gateways(plan, observed, bindings),

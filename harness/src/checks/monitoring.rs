@@ -201,7 +201,7 @@ pub(super) fn role_checks(c: &mut Check, observed: &Observed, role_name: &str, l
 }
 
 /// The metric filter on REJECT records and the alarm on its metric.
-pub(super) fn alarm(plan: &Plan, observed: &Observed, b: &Bindings) -> CheckResult {
+pub(super) fn alarm(plan: &Plan, observed: &Observed, b: &Bindings, caps: &Capabilities) -> CheckResult {
     let c = Check::new("alarm", "metric filter on rejected flow records, alarm on its metric");
     let Some(want) = &plan.alarm else { return c.skipped("the scenario has no alarm") };
     let mut c = c;
@@ -238,6 +238,12 @@ pub(super) fn alarm(plan: &Plan, observed: &Observed, b: &Bindings) -> CheckResu
                 );
             }
         }
+    }
+    // The filter is decided; an alarm cannot be made or read where CloudWatch does not
+    // answer the SDK.
+    if caps.has(Divergence::CloudwatchNoCbor) {
+        c.divergence(Divergence::CloudwatchNoCbor);
+        return c.done();
     }
     let name = b.alarm_name.clone().unwrap_or_default();
     match observed.alarms.iter().find(|a| a.name == name) {

@@ -239,7 +239,7 @@ impl Drop for LocalStackHost {
 }
 
 /// A free port on the address the emulator will bind, as the kernel hands it out.
-fn free_port(listen: Listen) -> Result<u16, TargetError> {
+pub(super) fn free_port(listen: Listen) -> Result<u16, TargetError> {
     let at = listen.bind.to_string();
     let l = std::net::TcpListener::bind((listen.bind, 0))
         .map_err(|e| TargetError::io("find a free port", std::path::Path::new(&at), e))?;
@@ -251,7 +251,7 @@ type SpawnJob = (Command, mpsc::Sender<std::io::Result<Child>>);
 /// Spawns on a thread that lives as long as the process. `PR_SET_PDEATHSIG` fires when
 /// the *thread* that forked the child exits, not the process; a test's thread ends long
 /// before a shared emulator should.
-fn spawn_on_keeper(cmd: Command) -> std::io::Result<Child> {
+pub(super) fn spawn_on_keeper(cmd: Command) -> std::io::Result<Child> {
     static KEEPER: OnceLock<Mutex<mpsc::Sender<SpawnJob>>> = OnceLock::new();
     let keeper = KEEPER.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<SpawnJob>();

@@ -8,7 +8,9 @@
 //! | `localstack-host`       | LocalStack 4.14.0 as our child process, from a cached venv |
 //! | `localstack-container`  | LocalStack in a container (testcontainers)             |
 //! | `reuse`                 | one LocalStack kept running across invocations (`reuse`) |
-//! | `endpoint=<url>`        | an emulator already running (LocalStack or moto)       |
+//! | `moto`                  | moto's server 5.2.5 as our child process, from a cached venv |
+//! | `localemu`              | localemu 1.3.2 as our child process, from a cached venv (Python ≥ 3.13) |
+//! | `endpoint=<url>`        | an emulator already running (LocalStack, localemu or moto) |
 //! | `aws`                   | a real account, only one that `--allow-account` names  |
 //! | `auto`                  | the container if Docker answers and the image is here, else the host process |
 
@@ -17,6 +19,7 @@ pub mod health;
 pub mod host;
 pub mod listen;
 pub mod probe_cache;
+pub mod pyemu;
 pub mod python;
 pub mod reaper;
 pub mod reuse;
@@ -36,6 +39,7 @@ use crate::run_id::RunId;
 
 pub use container::LocalStackContainer;
 pub use host::LocalStackHost;
+pub use pyemu::{Flavor, PyEmulator};
 
 /// Region used on emulators unless one is given.
 pub const DEFAULT_EMULATOR_REGION: &str = "us-east-1";
@@ -51,6 +55,13 @@ pub enum TargetKind {
     LocalStackContainer,
     /// One LocalStack host process kept running across invocations, started if none is.
     Reuse,
+    /// moto's server as a child process.
+    Moto,
+    /// localemu as a child process.
+    LocalEmu,
+    /// Every emulator target available here, one after another (`run`'s differential
+    /// mode, `doctor --all`); [`Target::start`] refuses it, since it names several.
+    AllEmulators,
     /// An emulator already running at this URL.
     Endpoint(String),
     /// A real AWS account.
@@ -65,6 +76,9 @@ impl FromStr for TargetKind {
             "auto" => Ok(TargetKind::Auto),
             "localstack-host" | "host" => Ok(TargetKind::LocalStackHost),
             "localstack-container" | "container" => Ok(TargetKind::LocalStackContainer),
+            "moto" => Ok(TargetKind::Moto),
+            "localemu" => Ok(TargetKind::LocalEmu),
+            "all-emulators" => Ok(TargetKind::AllEmulators),
             "aws" => Ok(TargetKind::Aws),
             "reuse" => Ok(TargetKind::Reuse),
             other => match other.strip_prefix("endpoint=") {
@@ -73,7 +87,7 @@ impl FromStr for TargetKind {
                 }
                 Some(url) => Err(format!("endpoint URL {url:?} must start with http:// or https://")),
                 None => Err(format!(
-                    "unknown target {other:?}; use auto, localstack-host, localstack-container, reuse, endpoint=<url> or aws"
+                    "unknown target {other:?}; use auto, localstack-host, localstack-container, reuse, moto, localemu, all-emulators, endpoint=<url> or aws"
                 )),
             },
         }
@@ -87,6 +101,9 @@ impl fmt::Display for TargetKind {
             TargetKind::LocalStackHost => f.write_str("localstack-host"),
             TargetKind::LocalStackContainer => f.write_str("localstack-container"),
             TargetKind::Reuse => f.write_str("reuse"),
+            TargetKind::Moto => f.write_str("moto"),
+            TargetKind::LocalEmu => f.write_str("localemu"),
+            TargetKind::AllEmulators => f.write_str("all-emulators"),
             TargetKind::Endpoint(u) => write!(f, "endpoint={u}"),
             TargetKind::Aws => f.write_str("aws"),
         }
@@ -167,17 +184,23 @@ pub enum TargetError {
         /// The variable's value.
         value: String,
     },
-    /// No Python ≥ 3.12 for host mode.
+    /// No Python new enough for a self-started Python emulator.
     #[error(
-        "LocalStack host mode needs Python >= 3.12; none found ({})\n(hint: install python3.12 or python3.13, set MICROSEG_PYTHON=/path/to/python3.12, or use --target localstack-container with Docker)",
-        tried.join("; ")
+        "{} needs Python >= {min}; none found ({})\n(hint: install python{min} or newer, set MICROSEG_PYTHON=/path/to/python{min}{})",
+        if emulator == "localstack" { "LocalStack host mode" } else { emulator.as_str() },
+        tried.join("; "),
+        if emulator == "localstack" { ", or use --target localstack-container with Docker" } else { "" }
     )]
     NoPython {
+        /// Which emulator's venv (`localstack`, `moto`, `localemu`).
+        emulator: String,
+        /// The oldest Python it runs on, `3.12`.
+        min: String,
         /// What was tried and why it did not fit.
         tried: Vec<String>,
     },
     /// Building the venv failed.
-    #[error("building the LocalStack venv failed at `{step}` (log: {})\n{tail}\n(hint: the venv needs PyPI; check the log, then retry — a half-built venv is rebuilt)", log.display())]
+    #[error("building an emulator venv failed at `{step}` (log: {})\n{tail}\n(hint: the venv needs PyPI; check the log, then retry — a half-built venv is rebuilt)", log.display())]
     Bootstrap {
         /// The step.
         step: String,
@@ -266,6 +289,11 @@ pub enum TargetError {
     /// An AWS call failed while starting (STS).
     #[error("{0}")]
     Aws(#[from] AwsError),
+    /// A target name that stands for several targets where one is needed.
+    #[error(
+        "--target {0} names several targets; only `run` and `doctor --all` take it\n(hint: name one: localstack-host, localstack-container, moto or localemu)"
+    )]
+    Several(String),
     /// The capability probe failed (boxed: it is far larger than the other variants).
     #[error("{0}")]
     Probe(Box<ProbeError>),
@@ -297,6 +325,8 @@ pub enum Guard {
     Container(Box<LocalStackContainer>),
     /// A reused emulator: not ours to stop; stopping the target restarts its idle clock.
     Reused,
+    /// A moto or localemu process.
+    Py(Box<PyEmulator>),
 }
 
 /// A started target.
@@ -394,6 +424,23 @@ impl Target {
                 );
                 Target::emulator(kind.clone(), desc, state.endpoint, region, Guard::Reused).await
             }
+            TargetKind::Moto | TargetKind::LocalEmu => {
+                let flavor = if kind == TargetKind::Moto { Flavor::Moto } else { Flavor::LocalEmu };
+                let emu = PyEmulator::start(flavor, opts.startup_timeout, opts.keep_emulator).await?;
+                let region = opts.region.clone().unwrap_or_else(|| DEFAULT_EMULATOR_REGION.into());
+                let desc = format!(
+                    "{flavor} {}, host process on {} (log {})",
+                    flavor.venv().version,
+                    emu.endpoint(),
+                    emu.log_path().display()
+                );
+                let (endpoint, ready, install) = (emu.endpoint(), emu.start_to_ready, emu.venv_install);
+                let mut t = Target::emulator(kind.clone(), desc, endpoint, region, Guard::Py(Box::new(emu))).await;
+                t.start_to_ready = ready;
+                t.venv_install = install;
+                t
+            }
+            TargetKind::AllEmulators => return Err(TargetError::Several(kind.to_string())),
             TargetKind::Auto => unreachable!("auto resolved above"),
         };
         target.chosen_because = chosen_because;
@@ -429,7 +476,13 @@ impl Target {
 
     async fn emulator(kind: TargetKind, description: String, endpoint: String, region: String, guard: Guard) -> Target {
         let sdk_config = emulator_sdk_config(&endpoint, &region).await;
-        let family = if description.starts_with("moto") { "moto" } else { "LocalStack" };
+        let family = if description.starts_with("moto") {
+            "moto"
+        } else if description.starts_with("localemu") {
+            "localemu"
+        } else {
+            "LocalStack"
+        };
         Target {
             kind,
             description,
@@ -448,7 +501,7 @@ impl Target {
 
     /// Clients for this target, all from its one `SdkConfig`.
     pub fn clients(&self) -> Clients {
-        Clients::new(&self.sdk_config)
+        Clients::new(&self.sdk_config).serving(&self.capabilities)
     }
 
     /// Whether this is a real account.
@@ -463,6 +516,7 @@ impl Target {
             Guard::Reused => reuse::touch(),
             Guard::Host(h) => tokio::task::spawn_blocking(move || h.stop()).await.unwrap_or(()),
             Guard::Container(c) => c.stop().await,
+            Guard::Py(p) => tokio::task::spawn_blocking(move || p.stop()).await.unwrap_or(()),
         }
     }
 
@@ -545,7 +599,7 @@ async fn identify_endpoint_within(url: &str, wait: Option<Duration>) -> Result<S
             .expect("health fetch does not panic");
         let why = match health {
             Ok(h) => return Ok(format!("LocalStack {}", h.version.unwrap_or_default())),
-            Err(health::FetchError::NotLocalStack(_)) => return identify_moto(url).await,
+            Err(health::FetchError::NotLocalStack(_)) => return identify_other(url).await,
             Err(health::FetchError::Refused(why)) => {
                 refused += 1;
                 why
@@ -589,14 +643,34 @@ fn endpoint_is_loopback(url: &str) -> bool {
     host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Anything answering HTTP on moto's API page counts as moto.
-async fn identify_moto(url: &str) -> Result<String, TargetError> {
-    let probe = format!("{url}/moto-api/");
+/// localemu by its own health document (`/_localemu/health`, with its version from
+/// `/_localemu/info`); else anything answering HTTP on moto's API page counts as moto.
+async fn identify_other(url: &str) -> Result<String, TargetError> {
+    let base = url.to_string();
     let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(ENDPOINT_ATTEMPT)).build().into();
-    match tokio::task::spawn_blocking(move || agent.get(&probe).call().map(|_| ())).await.expect("no panic") {
-        Ok(()) => Ok("moto server".into()),
-        Err(e) => Err(TargetError::Endpoint { url: url.into(), message: format!("neither LocalStack nor moto: {e}") }),
-    }
+    let answer = tokio::task::spawn_blocking(move || {
+        #[derive(serde::Deserialize)]
+        struct Info {
+            version: String,
+        }
+        if agent.get(format!("{base}/_localemu/health")).call().is_ok() {
+            let version = agent
+                .get(format!("{base}/_localemu/info"))
+                .call()
+                .ok()
+                .and_then(|mut r| r.body_mut().read_json::<Info>().ok())
+                .map(|i| i.version)
+                .unwrap_or_default();
+            return Ok(format!("localemu {version}").trim_end().to_string());
+        }
+        agent.get(format!("{base}/moto-api/")).call().map(|_| "moto server".to_string())
+    })
+    .await
+    .expect("no panic");
+    answer.map_err(|e| TargetError::Endpoint {
+        url: url.into(),
+        message: format!("neither LocalStack, localemu nor moto: {e}"),
+    })
 }
 
 /// Environment variables that would redirect SDK traffic away from AWS.
@@ -678,6 +752,43 @@ mod tests {
         );
         assert!("endpoint=127.0.0.1:4566".parse::<TargetKind>().unwrap_err().contains("http://"));
         assert!("lokalstack".parse::<TargetKind>().unwrap_err().contains("localstack-host"));
+        for (name, kind) in [
+            ("moto", TargetKind::Moto),
+            ("localemu", TargetKind::LocalEmu),
+            ("all-emulators", TargetKind::AllEmulators),
+        ] {
+            assert_eq!(name.parse::<TargetKind>(), Ok(kind.clone()));
+            assert_eq!(kind.to_string(), name, "names round-trip");
+        }
+        let err = "motto".parse::<TargetKind>().unwrap_err();
+        assert!(err.contains("\"motto\"") && err.contains("moto") && err.contains("localemu"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn all_emulators_is_refused_where_one_target_is_needed() {
+        let err = Target::start(&TargetOptions::new(TargetKind::AllEmulators)).await.unwrap_err();
+        assert!(matches!(err, TargetError::Several(_)), "{err}");
+        assert!(err.to_string().contains("--target all-emulators names several targets"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn localemu_behind_an_endpoint_is_named_with_its_version() {
+        // localemu answers LocalStack's health path as an S3 request (501) and serves its
+        // own under /_localemu/ (docs/EMULATOR.md, "localemu 1.3.2 as a target").
+        let url = server(|_, conn| {
+            // Peeked, not read: `answer` reads the request itself.
+            let mut buf = [0u8; 2048];
+            let n = conn.peek(&mut buf).unwrap_or(0);
+            let request = String::from_utf8_lossy(&buf[..n]).to_string();
+            let path = request.split_whitespace().nth(1).unwrap_or_default().to_string();
+            match path.as_str() {
+                "/_localemu/health" => answer(conn, "200 OK", r#"{"services":{"ec2":"running"}}"#),
+                "/_localemu/info" => answer(conn, "200 OK", r#"{"version":"1.3.2","uptime":5}"#),
+                _ => answer(conn, "501 Not Implemented", "{}"),
+            }
+        });
+        let name = identify_endpoint_within(&url, Some(Duration::from_secs(10))).await.unwrap();
+        assert_eq!(name, "localemu 1.3.2");
     }
 
     #[tokio::test]
@@ -806,7 +917,7 @@ mod tests {
         let url = server(|_, conn| answer(conn, "404 Not Found", "{}"));
         let started = Instant::now();
         let err = identify_endpoint_within(&url, Some(Duration::from_secs(30))).await.unwrap_err();
-        assert!(err.to_string().contains("neither LocalStack nor moto"), "{err}");
+        assert!(err.to_string().contains("neither LocalStack, localemu nor moto"), "{err}");
         assert!(started.elapsed() < Duration::from_secs(5), "an answer is not retried: {:?}", started.elapsed());
     }
 }

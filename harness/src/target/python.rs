@@ -1,7 +1,11 @@
-//! A Python ≥ 3.12 and the cached LocalStack venv built with it.
+//! A Python new enough for an emulator, and the cached venv each emulator runs from.
 //!
-//! LocalStack 4.14.0's stores use PEP 695 syntax, so 3.11 starts EC2 and then fails in
-//! CloudWatch (docs/EMULATOR.md, "Python ≥ 3.12"). We look for an interpreter in this order:
+//! Each Python emulator microseg starts ([`VenvSpec`]: LocalStack, moto, localemu) has a
+//! full `pip freeze` in the repository, installed with `--no-deps` and proved complete
+//! with `pip check`, into a venv of its own. LocalStack 4.14.0's stores use PEP 695
+//! syntax, so 3.11 starts EC2 and then fails in CloudWatch (docs/EMULATOR.md, "Python ≥
+//! 3.12"); localemu needs 3.13 (docs/EMULATOR.md, "localemu 1.3.2 as a target"). We look
+//! for an interpreter in this order:
 //! `MICROSEG_PYTHON`, `python3.13`/`python3.12`/`python3` on `PATH`, then pyenv's
 //! versions. Each candidate is *run* to read its version, because a pyenv shim exists on
 //! `PATH` even when it refuses to run.
@@ -26,6 +30,49 @@ pub const REQUIREMENTS: &str = include_str!("../../../localstack/requirements.tx
 /// The LocalStack version the requirements pin.
 pub const LOCALSTACK_VERSION: &str = "4.14.0";
 
+/// A pinned emulator package set and the Python it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VenvSpec<'a> {
+    /// Short name, the start of the venv's directory name (`localstack`, `moto`, `localemu`).
+    pub name: &'a str,
+    /// The emulator's version the requirements pin.
+    pub version: &'a str,
+    /// The full `pip freeze`, embedded so the binary works from any directory.
+    pub requirements: &'a str,
+    /// The oldest Python `(major, minor)` it runs on.
+    pub min_python: (u32, u32),
+    /// The requirement line that pins the emulator itself (checked by a test).
+    pub pin: &'a str,
+}
+
+/// LocalStack 4.14.0 (`localstack/requirements.txt`), Python ≥ 3.12.
+pub const LOCALSTACK: VenvSpec<'static> = VenvSpec {
+    name: "localstack",
+    version: LOCALSTACK_VERSION,
+    requirements: REQUIREMENTS,
+    min_python: (3, 12),
+    pin: "localstack-core==4.14.0",
+};
+
+/// moto's server 5.2.5 (`emulators/moto/requirements.txt`).
+pub const MOTO: VenvSpec<'static> = VenvSpec {
+    name: "moto",
+    version: "5.2.5",
+    requirements: include_str!("../../../emulators/moto/requirements.txt"),
+    min_python: (3, 12),
+    pin: "moto==5.2.5",
+};
+
+/// localemu 1.3.2 (`emulators/localemu/requirements.txt`); it imports
+/// `warnings.deprecated`, new in Python 3.13.
+pub const LOCALEMU: VenvSpec<'static> = VenvSpec {
+    name: "localemu",
+    version: "1.3.2",
+    requirements: include_str!("../../../emulators/localemu/requirements.txt"),
+    min_python: (3, 13),
+    pin: "localemu==1.3.2",
+};
+
 /// An interpreter that was run and reported its version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Python {
@@ -35,14 +82,20 @@ pub struct Python {
     pub version: (u32, u32),
 }
 
-/// Finds a Python ≥ 3.12, or says where it looked.
+/// Finds a Python ≥ 3.12 (LocalStack's), or says where it looked.
 pub fn find_python() -> Result<Python, TargetError> {
+    find_python_for(&LOCALSTACK)
+}
+
+/// Finds a Python new enough for `spec`, or says where it looked.
+pub fn find_python_for(spec: &VenvSpec<'_>) -> Result<Python, TargetError> {
+    let min = spec.min_python;
     let mut tried = Vec::new();
     let mut candidates: Vec<PathBuf> = Vec::new();
     if let Some(p) = std::env::var_os("MICROSEG_PYTHON") {
         candidates.push(PathBuf::from(p));
     }
-    for name in ["python3.13", "python3.12", "python3"] {
+    for name in ["python3.14", "python3.13", "python3.12", "python3"] {
         candidates.push(PathBuf::from(name));
     }
     let pyenv_root =
@@ -57,12 +110,12 @@ pub fn find_python() -> Result<Python, TargetError> {
     }
     for candidate in candidates {
         match version_of(&candidate) {
-            Some(version) if version >= (3, 12) => return Ok(Python { path: candidate, version }),
+            Some(version) if version >= min => return Ok(Python { path: candidate, version }),
             Some((major, minor)) => tried.push(format!("{} is {major}.{minor}", candidate.display())),
             None => tried.push(format!("{} does not run", candidate.display())),
         }
     }
-    Err(TargetError::NoPython { tried })
+    Err(TargetError::NoPython { emulator: spec.name.to_string(), min: format!("{}.{}", min.0, min.1), tried })
 }
 
 fn version_of(python: &Path) -> Option<(u32, u32)> {
@@ -97,21 +150,34 @@ pub struct Venv {
     pub install_time: Duration,
 }
 
-/// The venv directory for a requirements text and interpreter.
+/// The LocalStack venv directory for a requirements text and interpreter.
 pub fn venv_dir(requirements: &str, python: &Python) -> PathBuf {
-    let hash = hex::encode(Sha256::digest(requirements.as_bytes()));
+    venv_dir_for(&VenvSpec { requirements, ..LOCALSTACK }, python)
+}
+
+/// The venv directory of an emulator for an interpreter: keyed by the emulator, its
+/// version, the interpreter's minor version and the requirements' SHA-256.
+pub fn venv_dir_for(spec: &VenvSpec<'_>, python: &Python) -> PathBuf {
+    let hash = hex::encode(Sha256::digest(spec.requirements.as_bytes()));
     cache_dir().join(format!(
-        "localstack-{LOCALSTACK_VERSION}-py{}{}-{}",
+        "{}-{}-py{}{}-{}",
+        spec.name,
+        spec.version,
         python.version.0,
         python.version.1,
         &hash[..16]
     ))
 }
 
-/// Returns the cached venv, building it first if needed. Safe when several processes
-/// call it at once: the first builds while the others wait on the lock.
+/// Returns the cached LocalStack venv, building it first if needed.
 pub fn ensure_venv(python: &Python) -> Result<Venv, TargetError> {
-    let dir = venv_dir(REQUIREMENTS, python);
+    ensure_venv_for(&LOCALSTACK, python)
+}
+
+/// Returns the cached venv of an emulator, building it first if needed. Safe when
+/// several processes call it at once: the first builds while the others wait on the lock.
+pub fn ensure_venv_for(spec: &VenvSpec<'_>, python: &Python) -> Result<Venv, TargetError> {
+    let dir = venv_dir_for(spec, python);
     let venv_python = dir.join("bin/python");
     let ready = dir.join(".ready");
     if ready.exists() {
@@ -135,21 +201,21 @@ pub fn ensure_venv(python: &Python) -> Result<Venv, TargetError> {
     let log_path = PathBuf::from(format!("{}.install.log", dir.display()));
     run_logged(Command::new(&python.path).arg("-m").arg("venv").arg(&dir), &log_path, "python -m venv")?;
     let req_path = dir.join("requirements.txt");
-    fs::write(&req_path, REQUIREMENTS).map_err(|e| TargetError::io("write requirements", &req_path, e))?;
+    fs::write(&req_path, spec.requirements).map_err(|e| TargetError::io("write requirements", &req_path, e))?;
     // --no-deps: the file pins the whole closure; pip check proves it is complete.
     run_logged(
         Command::new(&venv_python)
             .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps", "-r"])
             .arg(&req_path),
         &log_path,
-        "pip install -r localstack/requirements.txt",
+        &format!("pip install -r {} requirements", spec.name),
     )?;
     run_logged(
         Command::new(&venv_python).args(["-m", "pip", "check", "--disable-pip-version-check"]),
         &log_path,
         "pip check",
     )?;
-    fs::write(&ready, LOCALSTACK_VERSION).map_err(|e| TargetError::io("mark the venv ready", &ready, e))?;
+    fs::write(&ready, spec.version).map_err(|e| TargetError::io("mark the venv ready", &ready, e))?;
     drop(lock);
     Ok(Venv { dir, python: venv_python, install_time: started.elapsed() })
 }
@@ -190,6 +256,28 @@ mod tests {
         assert_ne!(venv_dir("a==1", &p312), venv_dir("a==2", &p312));
         assert_ne!(venv_dir("a==1", &p312), venv_dir("a==1", &p313));
         assert_eq!(venv_dir("a==1", &p312), venv_dir("a==1", &p312));
+    }
+
+    #[test]
+    fn each_emulator_pins_itself_in_a_venv_of_its_own() {
+        let p313 = Python { path: "x".into(), version: (3, 13) };
+        for spec in [LOCALSTACK, MOTO, LOCALEMU] {
+            assert!(spec.requirements.lines().any(|l| l == spec.pin), "{} does not pin {}", spec.name, spec.pin);
+            let dir = venv_dir_for(&spec, &p313);
+            let name = dir.file_name().unwrap().to_string_lossy().to_string();
+            assert!(name.starts_with(&format!("{}-{}-py313-", spec.name, spec.version)), "{name}");
+        }
+        // moto's server needs its extras, and localemu needs 3.13 (warnings.deprecated).
+        assert!(MOTO.requirements.lines().any(|l| l.starts_with("Flask==")), "moto[server] pulls in flask");
+        assert_eq!(LOCALEMU.min_python, (3, 13));
+        // The LocalStack venv keeps its name, so a cached one is still found.
+        assert!(
+            venv_dir(REQUIREMENTS, &p313)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("localstack-4.14.0-py313-")
+        );
     }
 
     #[test]

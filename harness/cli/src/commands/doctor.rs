@@ -7,6 +7,7 @@ use crate::out::outln;
 use std::time::Instant;
 
 use microseg_harness::capabilities::Divergence;
+use microseg_harness::fidelity;
 use microseg_harness::plan::Plan;
 use microseg_harness::preflight::{self, PreflightInput, PreflightReport, Status};
 use microseg_harness::spec;
@@ -17,6 +18,9 @@ use crate::args::DoctorArgs;
 use crate::exit::CliError;
 
 pub(crate) async fn doctor(args: &DoctorArgs, quiet: bool) -> Result<(), CliError> {
+    if args.all {
+        return matrix(args, quiet).await;
+    }
     // Bad scenario names are usage errors, before any target starts.
     let plans = plans(args)?;
     outln!("microseg {} doctor", env!("CARGO_PKG_VERSION"));
@@ -59,6 +63,61 @@ pub(crate) async fn doctor(args: &DoctorArgs, quiet: bool) -> Result<(), CliErro
     if report.passed() { Ok(()) } else { Err(CliError::TargetUnavailableShown) }
 }
 
+/// `doctor --all`: every emulator target available here, started, fully probed and
+/// stopped one after another, then the fidelity matrix. Exits non-zero when a target
+/// that should be available could not serve.
+async fn matrix(args: &DoctorArgs, quiet: bool) -> Result<(), CliError> {
+    outln!("microseg {} doctor --all", env!("CARGO_PKG_VERSION"));
+    let (available, missing) = fidelity::available_emulators();
+    for (kind, why) in &missing {
+        outln!("{:<21} not available here: {}", format!("{kind}:"), why.lines().next().unwrap_or_default());
+    }
+    let opts = target_options(&args.target);
+    let (mut columns, mut failed) = (Vec::new(), Vec::new());
+    for kind in available {
+        progress(quiet, format!("▸ starting {kind} and probing it…"));
+        match fidelity::measure(&kind, &opts).await {
+            Ok(c) => {
+                outln!(
+                    "{:<21} {}; venv install {}, ready in {:.1}s, full probe {:.1}s",
+                    format!("{kind}:"),
+                    c.description,
+                    if c.venv_install.is_zero() {
+                        "cached".to_string()
+                    } else {
+                        format!("{:.0}s", c.venv_install.as_secs_f64())
+                    },
+                    c.start_to_ready.as_secs_f64(),
+                    c.probe_time.as_secs_f64()
+                );
+                columns.push(c);
+            }
+            Err(e) => {
+                outln!("{:<21} cannot serve: {e}", format!("{kind}:"));
+                failed.push(kind);
+            }
+        }
+    }
+    outln!(
+        "
+{}",
+        fidelity::render(&columns)
+    );
+    let nowhere = fidelity::nowhere_as_aws(&columns);
+    if !nowhere.is_empty() {
+        outln!(
+            "no emulator here behaves as AWS in: {} (checks that depend on these are decided only on AWS, or in the replay tests)",
+            nowhere.join(", ")
+        );
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        outln!("verdict: {} could not serve", failed.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "));
+        Err(CliError::TargetUnavailableShown)
+    }
+}
+
 /// The plans the preflight is for: `--all-scenarios`, each `--scenario`, or the recipe.
 fn plans(args: &DoctorArgs) -> Result<Vec<Plan>, CliError> {
     let names: Vec<String> = if args.all_scenarios {
@@ -95,6 +154,26 @@ fn local_targets(args: &DoctorArgs) -> Result<(), CliError> {
             );
         }
         Err(e) => outln!("localstack-host:      unavailable: {e}"),
+    }
+    for (name, spec) in [("moto", python::MOTO), ("localemu", python::LOCALEMU)] {
+        match python::find_python_for(&spec) {
+            Ok(p) => {
+                let venv = python::venv_dir_for(&spec, &p);
+                let state =
+                    if venv.join(".ready").exists() { "cached" } else { "not built yet (first start installs it)" };
+                outln!(
+                    "{:<21} Python {}.{} at {}; venv {} ({state})",
+                    format!("{name}:"),
+                    p.version.0,
+                    p.version.1,
+                    p.path.display(),
+                    venv.display()
+                );
+            }
+            Err(e) => {
+                outln!("{:<21} unavailable: {}", format!("{name}:"), e.to_string().lines().next().unwrap_or_default())
+            }
+        }
     }
     let image = target::container::configured_image();
     match target::docker_status() {
