@@ -70,7 +70,7 @@ const EXAMPLES_BENCH: &str = "Examples:
   $ microseg bench --runs 3 --no-script --json";
 const EXAMPLES_EMULATOR: &str = "Examples:
   $ microseg emulator up --idle 1h
-  $ microseg run --target reuse          # every run now skips the start and the probe
+  $ microseg run --target reuse
   $ microseg emulator status
   $ microseg emulator down";
 const EXAMPLES_COMPLETIONS: &str = "Examples:
