@@ -19,6 +19,7 @@
 //!   it out to the client's ephemeral port; the NAT's subnet must route to an attached
 //!   internet gateway. The internet cannot open a connection through a NAT.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -30,10 +31,16 @@ use crate::ports::PortSet;
 
 /// The ports of `class` a NACL lets through in one direction for one peer address.
 pub fn nacl_ports(nacl: &Nacl, dir: Direction, class: ProtocolClass, peer: IpAddr) -> PortSet {
+    first_match_ports(nacl.entries(dir).iter().filter(|e| e.cidr.contains(&peer)), class)
+}
+
+/// The ports of `class` that a first-match walk of `entries` (in evaluation order, each
+/// one's CIDR known to hold the peer) lets through.
+pub(crate) fn first_match_ports<'a>(entries: impl IntoIterator<Item = &'a NaclEntry>, class: ProtocolClass) -> PortSet {
     let mut undecided = PortSet::full();
     let mut allowed = PortSet::empty();
-    for e in nacl.entries(dir) {
-        if !class.matched_by(e.protocol) || !e.cidr.contains(&peer) {
+    for e in entries {
+        if !class.matched_by(e.protocol) {
             continue;
         }
         let hit = undecided.intersect(&class.rule_ports(e.protocol, e.ports).into());
@@ -49,6 +56,23 @@ pub fn nacl_ports(nacl: &Nacl, dir: Direction, class: ProtocolClass, peer: IpAdd
         }
     }
     allowed
+}
+
+/// Where the path functions get a NACL's verdict on an endpoint: [`Walk`] walks the
+/// entries each time, which suits one pair; the matrix looks verdicts up in tables it
+/// builds once for every endpoint (`crate::tables`).
+pub(crate) trait NaclVerdicts {
+    /// [`nacl_ports`] of NACL `nacl` (an index into [`Network::nacls`]) for endpoint `peer`.
+    fn ports(&self, nacl: usize, dir: Direction, class: ProtocolClass, peer: usize) -> Cow<'_, PortSet>;
+}
+
+/// Verdicts walked on demand.
+pub(crate) struct Walk<'a>(pub &'a Network);
+
+impl NaclVerdicts for Walk<'_> {
+    fn ports(&self, nacl: usize, dir: Direction, class: ProtocolClass, peer: usize) -> Cow<'_, PortSet> {
+        Cow::Owned(nacl_ports(&self.0.nacls[nacl], dir, class, self.0.endpoints[peer].addr))
+    }
 }
 
 /// The entry that decides one packet, or `None` when nothing matches (denied).
@@ -94,6 +118,17 @@ pub fn reply_ports(net: &Network, client: &Endpoint, class: ProtocolClass) -> Po
 /// Which destination ports of `class` a connection from `client` to `server` can use.
 /// Portless classes come back as every port or none.
 pub fn allowed_ports(net: &Network, client: usize, server: usize, class: ProtocolClass) -> PortSet {
+    allowed_ports_with(net, &Walk(net), client, server, class)
+}
+
+/// [`allowed_ports`], with the NACLs' verdicts taken from `nacls`.
+pub(crate) fn allowed_ports_with(
+    net: &Network,
+    nacls: &impl NaclVerdicts,
+    client: usize,
+    server: usize,
+    class: ProtocolClass,
+) -> PortSet {
     let (c, s) = (&net.endpoints[client], &net.endpoints[server]);
     if !c.problems.is_empty() || !s.problems.is_empty() || c.internet == s.internet && c.internet {
         return PortSet::empty();
@@ -111,21 +146,21 @@ pub fn allowed_ports(net: &Network, client: usize, server: usize, class: Protoco
     }
     let reply = reply_ports(net, c, class);
     let crosses = !c.same_subnet(s);
-    let reply_ok = |n: Option<usize>, dir, peer: IpAddr, ports: PortRange| {
-        n.is_none_or(|n| nacl_ports(&net.nacls[n], dir, class, peer).contains_range(ports))
+    let reply_ok = |n: Option<usize>, dir, peer: usize, ports: PortRange| {
+        n.is_none_or(|n| nacls.ports(n, dir, class, peer).contains_range(ports))
     };
     if crosses
-        && (!reply_ok(s.nacl, Direction::Egress, c.addr, reply) || !reply_ok(c.nacl, Direction::Ingress, s.addr, reply))
+        && (!reply_ok(s.nacl, Direction::Egress, client, reply) || !reply_ok(c.nacl, Direction::Ingress, server, reply))
     {
         return PortSet::empty();
     }
     let mut ports = PortSet::full();
     if crosses {
         if let Some(n) = c.nacl {
-            ports = ports.intersect(&nacl_ports(&net.nacls[n], Direction::Egress, class, s.addr));
+            ports = ports.intersect(&nacls.ports(n, Direction::Egress, class, server));
         }
         if let Some(n) = s.nacl {
-            ports = ports.intersect(&nacl_ports(&net.nacls[n], Direction::Ingress, class, c.addr));
+            ports = ports.intersect(&nacls.ports(n, Direction::Ingress, class, client));
         }
     }
     if let (true, Some(InternetRoute::Nat { nat, .. })) = (s.internet, &c.internet_route) {
@@ -134,16 +169,16 @@ pub fn allowed_ports(net: &Network, client: usize, server: usize, class: Protoco
         }
         let nat_reply = if class.has_ports() { NAT_PORTS } else { PortRange::ALL };
         let via_nat_subnet = nat.subnet.is_none() || nat.subnet != c.subnet;
-        if !reply_ok(nat.nacl, Direction::Ingress, s.addr, nat_reply)
-            || via_nat_subnet && !reply_ok(nat.nacl, Direction::Egress, c.addr, reply)
+        if !reply_ok(nat.nacl, Direction::Ingress, server, nat_reply)
+            || via_nat_subnet && !reply_ok(nat.nacl, Direction::Egress, client, reply)
         {
             return PortSet::empty();
         }
         if let Some(n) = nat.nacl {
             if via_nat_subnet {
-                ports = ports.intersect(&nacl_ports(&net.nacls[n], Direction::Ingress, class, c.addr));
+                ports = ports.intersect(&nacls.ports(n, Direction::Ingress, class, client));
             }
-            ports = ports.intersect(&nacl_ports(&net.nacls[n], Direction::Egress, class, s.addr));
+            ports = ports.intersect(&nacls.ports(n, Direction::Egress, class, server));
         }
     }
     if !c.internet {
@@ -181,11 +216,18 @@ fn rule_label(e: &NaclEntry) -> String {
     if e.rule_number == DEFAULT_DENY_RULE_NUMBER { "*".into() } else { e.rule_number.to_string() }
 }
 
-/// The NACL's say on the packets of `ports` (all must pass); named by the first packet
-/// that fails, or by the entry that lets the first one through.
-fn nacl_step(label: &str, nacl: &Nacl, dir: Direction, class: ProtocolClass, peer: IpAddr, ports: PortRange) -> Step {
+/// The NACL's say on the packets of `ports` (all must pass), given the ports it allows;
+/// named by the first packet that fails, or by the entry that lets the first one through.
+fn nacl_step(
+    label: &str,
+    nacl: &Nacl,
+    allowed: &PortSet,
+    dir: Direction,
+    class: ProtocolClass,
+    peer: IpAddr,
+    ports: PortRange,
+) -> Step {
     let to_from = if dir == Direction::Ingress { "from" } else { "to" };
-    let allowed = nacl_ports(nacl, dir, class, peer);
     let failing = allowed.first_missing(ports);
     let port = failing.unwrap_or(ports.from);
     let what = service(class, Some(port));
@@ -255,21 +297,38 @@ fn group_step(net: &Network, me: &Endpoint, dir: Direction, class: ProtocolClass
 /// for portless classes), in the order a packet meets them: request, reply, groups,
 /// routes (and the NAT gateway's subnet, when the way out is through one).
 pub fn trace(net: &Network, client: usize, server: usize, class: ProtocolClass, port: u16) -> Vec<Step> {
+    trace_with(net, &Walk(net), client, server, class, port)
+}
+
+/// [`trace`], with the NACLs' verdicts taken from `nacls`.
+pub(crate) fn trace_with(
+    net: &Network,
+    nacls: &impl NaclVerdicts,
+    client: usize,
+    server: usize,
+    class: ProtocolClass,
+    port: u16,
+) -> Vec<Step> {
     let (c, s) = (&net.endpoints[client], &net.endpoints[server]);
+    // NACL `n`'s say, in direction `dir`, on the packets of `ports` with endpoint `peer`.
+    let nacl = |label: &str, n: usize, dir, peer: usize, ports| {
+        let allowed = nacls.ports(n, dir, class, peer);
+        nacl_step(label, &net.nacls[n], &allowed, dir, class, net.endpoints[peer].addr, ports)
+    };
     let mut steps: Vec<Step> =
         c.problems.iter().chain(&s.problems).map(|p| Step { passes: false, text: p.clone() }).collect();
     let request = if class.has_ports() { PortRange::single(port) } else { PortRange::ALL };
     let reply = reply_ports(net, c, class);
     if !c.same_subnet(s) {
         if let Some(n) = c.nacl {
-            steps.push(nacl_step(&c.name, &net.nacls[n], Direction::Egress, class, s.addr, request));
+            steps.push(nacl(&c.name, n, Direction::Egress, server, request));
         }
         if let Some(n) = s.nacl {
-            steps.push(nacl_step(&s.name, &net.nacls[n], Direction::Ingress, class, c.addr, request));
-            steps.push(nacl_step(&s.name, &net.nacls[n], Direction::Egress, class, c.addr, reply));
+            steps.push(nacl(&s.name, n, Direction::Ingress, client, request));
+            steps.push(nacl(&s.name, n, Direction::Egress, client, reply));
         }
         if let Some(n) = c.nacl {
-            steps.push(nacl_step(&c.name, &net.nacls[n], Direction::Ingress, class, s.addr, reply));
+            steps.push(nacl(&c.name, n, Direction::Ingress, server, reply));
         }
     }
     if !c.internet {
@@ -318,16 +377,15 @@ pub fn trace(net: &Network, client: usize, server: usize, class: ProtocolClass, 
                 steps.extend(nat.problems.iter().map(|p| Step { passes: false, text: p.clone() }));
                 let label = format!("NAT gateway {}'s subnet", nat.name);
                 if let Some(n) = nat.nacl {
-                    let nacl = &net.nacls[n];
                     let via = nat.subnet.is_none() || nat.subnet != c.subnet;
                     if via {
-                        steps.push(nacl_step(&label, nacl, Direction::Ingress, class, c.addr, request));
+                        steps.push(nacl(&label, n, Direction::Ingress, client, request));
                     }
-                    steps.push(nacl_step(&label, nacl, Direction::Egress, class, s.addr, request));
+                    steps.push(nacl(&label, n, Direction::Egress, server, request));
                     let nat_reply = if class.has_ports() { NAT_PORTS } else { PortRange::ALL };
-                    steps.push(nacl_step(&label, nacl, Direction::Ingress, class, s.addr, nat_reply));
+                    steps.push(nacl(&label, n, Direction::Ingress, server, nat_reply));
                     if via {
-                        steps.push(nacl_step(&label, nacl, Direction::Egress, class, c.addr, reply));
+                        steps.push(nacl(&label, n, Direction::Egress, client, reply));
                     }
                 }
                 steps.push(match &nat.upstream {
