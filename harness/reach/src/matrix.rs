@@ -10,7 +10,7 @@ use crate::model::PortRange;
 use crate::network::{Network, ProtocolClass};
 use crate::path::{Step, allowed_ports, allowed_ports_with, trace, trace_with};
 use crate::ports::PortSet;
-use crate::tables::NaclTables;
+use crate::tables::Tables;
 
 /// A flow the design means to allow, by endpoint index.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,13 +167,13 @@ pub fn evaluate(net: &Network, intent: &Intent) -> IntentVerdict {
 /// Every pair, every class: the matrix, the intents' verdicts, and the unintended flows.
 pub fn analyse(net: &Network, intents: &[Intent]) -> Analysis {
     let classes = net.classes();
-    let nacls = NaclTables::new(net, &classes);
+    let tables = Tables::new(net, &classes);
     let n = net.endpoints.len();
     let pairs: Vec<(usize, usize)> = (0..n)
         .flat_map(|i| (0..n).map(move |j| (i, j)))
         .filter(|&(i, j)| i != j && !(net.endpoints[i].internet && net.endpoints[j].internet))
         .collect();
-    let per_pair = in_parallel(&pairs, |&(i, j)| cell(net, &nacls, &classes, intents, i, j));
+    let per_pair = in_parallel(&pairs, |&(i, j)| cell(net, &tables, &classes, intents, i, j));
     let mut cells = Vec::with_capacity(pairs.len());
     let mut unintended = Vec::new();
     for (c, extra) in per_pair {
@@ -190,7 +190,7 @@ pub fn analyse(net: &Network, intents: &[Intent]) -> Analysis {
 /// The cell from endpoint `i` to endpoint `j`, and the unintended flows in it.
 fn cell(
     net: &Network,
-    nacls: &NaclTables,
+    tables: &Tables,
     classes: &[ProtocolClass],
     intents: &[Intent],
     i: usize,
@@ -199,7 +199,7 @@ fn cell(
     let (mut blocked, mut open) = (false, false);
     let (mut allowed_services, mut intended_services, mut unintended) = (Vec::new(), Vec::new(), Vec::new());
     for &class in classes {
-        let have = allowed_ports_with(net, nacls, i, j, class);
+        let have = allowed_ports_with(net, tables, i, j, class);
         let want = intents
             .iter()
             .filter(|t| t.from == i && t.to == j && t.covers(class))
@@ -211,7 +211,7 @@ fn cell(
             unintended.push(Unintended {
                 from: net.endpoints[i].name.clone(),
                 to: net.endpoints[j].name.clone(),
-                allowed_by: texts(trace_with(net, nacls, i, j, class, first.from), true),
+                allowed_by: texts(trace_with(net, tables, i, j, class, first.from), true),
                 service: Service { protocol: class, ports: extra },
             });
         }
@@ -241,9 +241,9 @@ fn cell(
 
 /// `f` of every item, in order, the items split across the machine's cores: each pair
 /// of endpoints is independent, and large networks have tens of thousands.
-fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+pub(crate) fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads == 1 || items.len() < 256 {
+    if threads == 1 || items.len() < 64 {
         return items.iter().map(f).collect();
     }
     let chunk = items.len().div_ceil(threads);
@@ -251,6 +251,10 @@ fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec
     std::thread::scope(|s| {
         let handles: Vec<_> =
             items.chunks(chunk).map(|part| s.spawn(move || part.iter().map(f).collect::<Vec<_>>())).collect();
-        handles.into_iter().flat_map(|h| h.join().expect("evaluator thread panicked")).collect()
+        let mut out = Vec::with_capacity(items.len());
+        for h in handles {
+            out.extend(h.join().expect("evaluator thread panicked"));
+        }
+        out
     })
 }

@@ -20,7 +20,7 @@
 //!   internet gateway. The internet cannot open a connection through a NAT.
 
 use std::borrow::Cow;
-use std::fmt;
+use std::fmt::{self, Write};
 use std::net::IpAddr;
 
 use serde::Serialize;
@@ -37,41 +37,97 @@ pub fn nacl_ports(nacl: &Nacl, dir: Direction, class: ProtocolClass, peer: IpAdd
 /// The ports of `class` that a first-match walk of `entries` (in evaluation order, each
 /// one's CIDR known to hold the peer) lets through.
 pub(crate) fn first_match_ports<'a>(entries: impl IntoIterator<Item = &'a NaclEntry>, class: ProtocolClass) -> PortSet {
-    let mut undecided = PortSet::full();
-    let mut allowed = PortSet::empty();
-    for e in entries {
-        if !class.matched_by(e.protocol) {
-            continue;
-        }
-        let hit = undecided.intersect(&class.rule_ports(e.protocol, e.ports).into());
-        if hit.is_empty() {
-            continue;
-        }
-        if e.action == RuleAction::Allow {
-            allowed = allowed.union(&hit);
-        }
-        undecided = undecided.subtract(&hit);
-        if undecided.is_empty() {
-            break;
-        }
+    let mut matching = entries.into_iter().filter(|e| class.matched_by(e.protocol));
+    if !class.has_ports() {
+        // No ports to tell apart: the first entry of the class decides every packet.
+        let allows = matching.next().is_some_and(|e| e.action == RuleAction::Allow);
+        return if allows { PortSet::full() } else { PortSet::empty() };
     }
-    allowed
+    let ranges: Vec<(PortRange, RuleAction)> =
+        matching.map(|e| (class.rule_ports(e.protocol, e.ports), e.action)).collect();
+    // Verdicts change only where some entry's range starts or ends: the first port of
+    // each stretch between those edges decides the whole stretch.
+    let mut edges: Vec<u32> =
+        ranges.iter().flat_map(|(r, _)| [u32::from(r.from), u32::from(r.to) + 1]).chain([0, 65536]).collect();
+    edges.sort_unstable();
+    edges.dedup();
+    let allowed = edges.windows(2).filter(|stretch| {
+        let first = stretch[0] as u16;
+        ranges.iter().find(|(r, _)| r.contains(first)).is_some_and(|&(_, action)| action == RuleAction::Allow)
+    });
+    PortSet::from_ranges(allowed.map(|stretch| PortRange { from: stretch[0] as u16, to: (stretch[1] - 1) as u16 }))
 }
 
-/// Where the path functions get a NACL's verdict on an endpoint: [`Walk`] walks the
-/// entries each time, which suits one pair; the matrix looks verdicts up in tables it
-/// builds once for every endpoint (`crate::tables`).
-pub(crate) trait NaclVerdicts {
+/// Where the path functions get the filters' verdicts: [`Walk`] works each one out when
+/// asked, which suits one pair; the matrix looks them up in tables it builds once for
+/// every endpoint (`crate::tables`).
+pub(crate) trait Filters {
     /// [`nacl_ports`] of NACL `nacl` (an index into [`Network::nacls`]) for endpoint `peer`.
-    fn ports(&self, nacl: usize, dir: Direction, class: ProtocolClass, peer: usize) -> Cow<'_, PortSet>;
+    fn nacl_ports(&self, nacl: usize, dir: Direction, class: ProtocolClass, peer: usize) -> Cow<'_, PortSet>;
+    /// [`nacl_first_match`] of NACL `nacl` for endpoint `peer`.
+    fn nacl_first_match(
+        &self,
+        nacl: usize,
+        dir: Direction,
+        class: ProtocolClass,
+        peer: usize,
+        port: u16,
+    ) -> Option<&NaclEntry>;
+    /// [`group_ports`] of endpoint `me` with endpoint `peer`.
+    fn group_ports(&self, me: usize, dir: Direction, class: ProtocolClass, peer: usize) -> PortSet;
+    /// The first rule of `me`'s groups (in order) that allows `port` of `class` with
+    /// `peer`, with the index of its group.
+    fn group_first_match(
+        &self,
+        me: usize,
+        dir: Direction,
+        class: ProtocolClass,
+        peer: usize,
+        port: u16,
+    ) -> Option<(usize, &GroupRule)>;
 }
 
-/// Verdicts walked on demand.
+/// Verdicts worked out when asked.
 pub(crate) struct Walk<'a>(pub &'a Network);
 
-impl NaclVerdicts for Walk<'_> {
-    fn ports(&self, nacl: usize, dir: Direction, class: ProtocolClass, peer: usize) -> Cow<'_, PortSet> {
+impl Filters for Walk<'_> {
+    fn nacl_ports(&self, nacl: usize, dir: Direction, class: ProtocolClass, peer: usize) -> Cow<'_, PortSet> {
         Cow::Owned(nacl_ports(&self.0.nacls[nacl], dir, class, self.0.endpoints[peer].addr))
+    }
+
+    fn nacl_first_match(
+        &self,
+        nacl: usize,
+        dir: Direction,
+        class: ProtocolClass,
+        peer: usize,
+        port: u16,
+    ) -> Option<&NaclEntry> {
+        nacl_first_match(&self.0.nacls[nacl], dir, class, self.0.endpoints[peer].addr, port)
+    }
+
+    fn group_ports(&self, me: usize, dir: Direction, class: ProtocolClass, peer: usize) -> PortSet {
+        let net = self.0;
+        group_ports(net, &net.endpoints[me], dir, class, &net.endpoints[peer])
+    }
+
+    fn group_first_match(
+        &self,
+        me: usize,
+        dir: Direction,
+        class: ProtocolClass,
+        peer: usize,
+        port: u16,
+    ) -> Option<(usize, &GroupRule)> {
+        let (net, peer) = (self.0, &self.0.endpoints[peer]);
+        net.endpoints[me].groups.iter().find_map(|&g| {
+            let rules = &net.groups[g].rules;
+            let allows = |r: &&GroupRule| {
+                group_rule_matches(r, dir, class, peer)
+                    && class.rule_ports(r.rule.protocol, r.rule.ports).contains(port)
+            };
+            rules.iter().find(allows).map(|r| (g, r))
+        })
     }
 }
 
@@ -121,10 +177,10 @@ pub fn allowed_ports(net: &Network, client: usize, server: usize, class: Protoco
     allowed_ports_with(net, &Walk(net), client, server, class)
 }
 
-/// [`allowed_ports`], with the NACLs' verdicts taken from `nacls`.
+/// [`allowed_ports`], with the filters' verdicts taken from `filters`.
 pub(crate) fn allowed_ports_with(
     net: &Network,
-    nacls: &impl NaclVerdicts,
+    filters: &impl Filters,
     client: usize,
     server: usize,
     class: ProtocolClass,
@@ -147,7 +203,7 @@ pub(crate) fn allowed_ports_with(
     let reply = reply_ports(net, c, class);
     let crosses = !c.same_subnet(s);
     let reply_ok = |n: Option<usize>, dir, peer: usize, ports: PortRange| {
-        n.is_none_or(|n| nacls.ports(n, dir, class, peer).contains_range(ports))
+        n.is_none_or(|n| filters.nacl_ports(n, dir, class, peer).contains_range(ports))
     };
     if crosses
         && (!reply_ok(s.nacl, Direction::Egress, client, reply) || !reply_ok(c.nacl, Direction::Ingress, server, reply))
@@ -157,10 +213,10 @@ pub(crate) fn allowed_ports_with(
     let mut ports = PortSet::full();
     if crosses {
         if let Some(n) = c.nacl {
-            ports = ports.intersect(&nacls.ports(n, Direction::Egress, class, server));
+            ports = ports.intersect(&filters.nacl_ports(n, Direction::Egress, class, server));
         }
         if let Some(n) = s.nacl {
-            ports = ports.intersect(&nacls.ports(n, Direction::Ingress, class, client));
+            ports = ports.intersect(&filters.nacl_ports(n, Direction::Ingress, class, client));
         }
     }
     if let (true, Some(InternetRoute::Nat { nat, .. })) = (s.internet, &c.internet_route) {
@@ -176,16 +232,18 @@ pub(crate) fn allowed_ports_with(
         }
         if let Some(n) = nat.nacl {
             if via_nat_subnet {
-                ports = ports.intersect(&nacls.ports(n, Direction::Ingress, class, client));
+                ports = ports.intersect(&filters.nacl_ports(n, Direction::Ingress, class, client));
             }
-            ports = ports.intersect(&nacls.ports(n, Direction::Egress, class, server));
+            ports = ports.intersect(&filters.nacl_ports(n, Direction::Egress, class, server));
         }
     }
-    if !c.internet {
-        ports = ports.intersect(&group_ports(net, c, Direction::Egress, class, s));
+    // Groups last: they cost the most to work out, and nothing is left to ask them about
+    // in most pairs by then.
+    if !c.internet && !ports.is_empty() {
+        ports = ports.intersect(&filters.group_ports(client, Direction::Egress, class, server));
     }
-    if !s.internet {
-        ports = ports.intersect(&group_ports(net, s, Direction::Ingress, class, c));
+    if !s.internet && !ports.is_empty() {
+        ports = ports.intersect(&filters.group_ports(server, Direction::Ingress, class, client));
     }
     ports
 }
@@ -212,16 +270,28 @@ fn service(class: ProtocolClass, port: Option<u16>) -> String {
     }
 }
 
-fn rule_label(e: &NaclEntry) -> String {
-    if e.rule_number == DEFAULT_DENY_RULE_NUMBER { "*".into() } else { e.rule_number.to_string() }
+fn rule_label(e: &NaclEntry) -> impl fmt::Display + '_ {
+    fmt::from_fn(|f| {
+        if e.rule_number == DEFAULT_DENY_RULE_NUMBER { f.write_str("*") } else { write!(f, "{}", e.rule_number) }
+    })
 }
 
-/// The NACL's say on the packets of `ports` (all must pass), given the ports it allows;
-/// named by the first packet that fails, or by the entry that lets the first one through.
-fn nacl_step(
+/// `format!`, with room for a whole step's text made up front: the matrix writes a step
+/// for each filter on every open flow, and growing the strings as they are written costs
+/// more than writing them.
+fn text(args: fmt::Arguments<'_>) -> String {
+    let mut s = String::with_capacity(128);
+    s.write_fmt(args).expect("a String takes any text");
+    s
+}
+
+/// The NACL's say on the packets of `ports` (all must pass), given the ports it allows
+/// and the entry that decides each port; named by the first packet that fails, or by the
+/// entry that lets the first one through.
+fn nacl_step<'a>(
     label: &str,
-    nacl: &Nacl,
     allowed: &PortSet,
+    decide: impl Fn(u16) -> Option<&'a NaclEntry>,
     dir: Direction,
     class: ProtocolClass,
     peer: IpAddr,
@@ -230,53 +300,63 @@ fn nacl_step(
     let to_from = if dir == Direction::Ingress { "from" } else { "to" };
     let failing = allowed.first_missing(ports);
     let port = failing.unwrap_or(ports.from);
-    let what = service(class, Some(port));
-    match (failing, nacl_first_match(nacl, dir, class, peer, port)) {
+    match (failing, decide(port)) {
         (None, Some(e)) => {
-            let range = if ports.from == ports.to || !class.has_ports() {
-                String::new()
-            } else {
-                format!(" (replies to ports {ports})")
-            };
-            let entry_ports = e.ports.map(|p| format!("/{p}")).unwrap_or_default();
+            let range = fmt::from_fn(|f| {
+                if ports.from == ports.to || !class.has_ports() {
+                    Ok(())
+                } else {
+                    write!(f, " (replies to ports {ports})")
+                }
+            });
+            let entry_ports = fmt::from_fn(|f| e.ports.map_or(Ok(()), |p| write!(f, "/{p}")));
             Step {
                 passes: true,
-                text: format!(
+                text: text(format_args!(
                     "{label} NACL {dir}: rule #{} allows {}{entry_ports} {to_from} {}{range}",
                     rule_label(e),
                     e.protocol,
                     e.cidr
-                ),
+                )),
             }
         }
         (Some(_), Some(e)) if !e.is_default_deny() => Step {
             passes: false,
-            text: format!("{label} NACL {dir}: rule #{} denies {what} {to_from} {peer}", rule_label(e)),
+            text: format!(
+                "{label} NACL {dir}: rule #{} denies {} {to_from} {peer}",
+                rule_label(e),
+                service(class, Some(port))
+            ),
         },
         _ => Step {
             passes: false,
-            text: format!("{label} NACL {dir}: no entry matches {what} {to_from} {peer}, default deny"),
+            text: format!(
+                "{label} NACL {dir}: no entry matches {} {to_from} {peer}, default deny",
+                service(class, Some(port))
+            ),
         },
     }
 }
 
-fn group_step(net: &Network, me: &Endpoint, dir: Direction, class: ProtocolClass, peer: &Endpoint, port: u16) -> Step {
+/// `me`'s groups' say, given the first rule that allows the packet (and its group).
+fn group_step(
+    net: &Network,
+    me: &Endpoint,
+    hit: Option<(usize, &GroupRule)>,
+    dir: Direction,
+    class: ProtocolClass,
+    peer: &Endpoint,
+    port: u16,
+) -> Step {
     if me.groups.is_empty() {
         return Step { passes: false, text: format!("zone {} has no security group for its workloads", me.name) };
     }
     let to_from = if dir == Direction::Ingress { "from" } else { "to" };
-    let hit = me.groups.iter().find_map(|&g| {
-        net.groups[g]
-            .rules
-            .iter()
-            .find(|r| {
-                group_rule_matches(r, dir, class, peer)
-                    && class.rule_ports(r.rule.protocol, r.rule.ports).contains(port)
-            })
-            .map(|r| (&net.groups[g].name, r))
-    });
     match hit {
-        Some((g, r)) => Step { passes: true, text: format!("security group {g} of {}: {}", me.name, r.rule) },
+        Some((g, r)) => Step {
+            passes: true,
+            text: text(format_args!("security group {} of {}: {}", net.groups[g].name, me.name, r.rule)),
+        },
         None => {
             let names: Vec<&str> = me.groups.iter().map(|&g| net.groups[g].name.as_str()).collect();
             Step {
@@ -300,10 +380,10 @@ pub fn trace(net: &Network, client: usize, server: usize, class: ProtocolClass, 
     trace_with(net, &Walk(net), client, server, class, port)
 }
 
-/// [`trace`], with the NACLs' verdicts taken from `nacls`.
+/// [`trace`], with the filters' verdicts taken from `filters`.
 pub(crate) fn trace_with(
     net: &Network,
-    nacls: &impl NaclVerdicts,
+    filters: &impl Filters,
     client: usize,
     server: usize,
     class: ProtocolClass,
@@ -312,8 +392,14 @@ pub(crate) fn trace_with(
     let (c, s) = (&net.endpoints[client], &net.endpoints[server]);
     // NACL `n`'s say, in direction `dir`, on the packets of `ports` with endpoint `peer`.
     let nacl = |label: &str, n: usize, dir, peer: usize, ports| {
-        let allowed = nacls.ports(n, dir, class, peer);
-        nacl_step(label, &net.nacls[n], &allowed, dir, class, net.endpoints[peer].addr, ports)
+        let allowed = filters.nacl_ports(n, dir, class, peer);
+        let decide = |port| filters.nacl_first_match(n, dir, class, peer, port);
+        nacl_step(label, &allowed, decide, dir, class, net.endpoints[peer].addr, ports)
+    };
+    // `me`'s groups' say, in direction `dir`, on the packet with endpoint `peer`.
+    let group = |me: usize, dir, peer: usize| {
+        let hit = filters.group_first_match(me, dir, class, peer, port);
+        group_step(net, &net.endpoints[me], hit, dir, class, &net.endpoints[peer], port)
     };
     let mut steps: Vec<Step> =
         c.problems.iter().chain(&s.problems).map(|p| Step { passes: false, text: p.clone() }).collect();
@@ -332,10 +418,10 @@ pub(crate) fn trace_with(
         }
     }
     if !c.internet {
-        steps.push(group_step(net, c, Direction::Egress, class, s, port));
+        steps.push(group(client, Direction::Egress, server));
     }
     if !s.internet {
-        steps.push(group_step(net, s, Direction::Ingress, class, c, port));
+        steps.push(group(server, Direction::Ingress, client));
     }
     if c.internet && !s.internet {
         steps.push(match &s.internet_route {
