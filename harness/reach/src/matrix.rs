@@ -239,11 +239,12 @@ fn cell(
     (cell, unintended)
 }
 
-/// `f` of every item, in order, the items split across the machine's cores: each pair
-/// of endpoints is independent, and large networks have tens of thousands.
+/// `f` of every item, in order, the items split across the machine's cores: the pairs of
+/// endpoints (tens of thousands in large networks) and the sides of NACLs are each
+/// independent. A handful of items is not worth a thread.
 pub(crate) fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads == 1 || items.len() < 64 {
+    if threads == 1 || items.len() < 16 {
         return items.iter().map(f).collect();
     }
     let chunk = items.len().div_ceil(threads);

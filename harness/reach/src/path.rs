@@ -47,8 +47,8 @@ pub(crate) fn first_match_ports<'a>(entries: impl IntoIterator<Item = &'a NaclEn
         matching.map(|e| (class.rule_ports(e.protocol, e.ports), e.action)).collect();
     // Verdicts change only where some entry's range starts or ends: the first port of
     // each stretch between those edges decides the whole stretch.
-    let mut edges: Vec<u32> =
-        ranges.iter().flat_map(|(r, _)| [u32::from(r.from), u32::from(r.to) + 1]).chain([0, 65536]).collect();
+    let mut edges: Vec<u32> = Vec::with_capacity(2 * ranges.len() + 2);
+    edges.extend(ranges.iter().flat_map(|(r, _)| [u32::from(r.from), u32::from(r.to) + 1]).chain([0, 65536]));
     edges.sort_unstable();
     edges.dedup();
     let allowed = edges.windows(2).filter(|stretch| {

@@ -32,7 +32,11 @@ impl PortSet {
 
     /// The ports of several ranges, in any order, overlapping or not.
     pub fn from_ranges(ranges: impl IntoIterator<Item = PortRange>) -> PortSet {
-        let mut v: Vec<PortRange> = ranges.into_iter().collect();
+        // Room for as many ranges as may come, up front: filtered lists would otherwise
+        // grow one reallocation at a time.
+        let ranges = ranges.into_iter();
+        let mut v: Vec<PortRange> = Vec::with_capacity(ranges.size_hint().1.unwrap_or(0));
+        v.extend(ranges);
         v.sort_unstable();
         // Merged in place: `kept` ranges are final, and each range read lies past them.
         let mut kept = 0;
