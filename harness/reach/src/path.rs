@@ -72,11 +72,11 @@ pub(crate) trait Filters {
         class: ProtocolClass,
         peer: usize,
         port: u16,
-    ) -> Option<&NaclEntry>;
+    ) -> Option<Decider<'_>>;
     /// [`group_ports`] of endpoint `me` with endpoint `peer`.
     fn group_ports(&self, me: usize, dir: Direction, class: ProtocolClass, peer: usize) -> PortSet;
     /// The first rule of `me`'s groups (in order) that allows `port` of `class` with
-    /// `peer`, with the index of its group.
+    /// `peer`: the index of its group, and the rule in words.
     fn group_first_match(
         &self,
         me: usize,
@@ -84,7 +84,7 @@ pub(crate) trait Filters {
         class: ProtocolClass,
         peer: usize,
         port: u16,
-    ) -> Option<(usize, &GroupRule)>;
+    ) -> Option<(usize, Cow<'_, str>)>;
 }
 
 /// Verdicts worked out when asked.
@@ -102,8 +102,9 @@ impl Filters for Walk<'_> {
         class: ProtocolClass,
         peer: usize,
         port: u16,
-    ) -> Option<&NaclEntry> {
-        nacl_first_match(&self.0.nacls[nacl], dir, class, self.0.endpoints[peer].addr, port)
+    ) -> Option<Decider<'_>> {
+        let entry = nacl_first_match(&self.0.nacls[nacl], dir, class, self.0.endpoints[peer].addr, port)?;
+        Some(Decider { entry, allows: Cow::Owned(allows_clause(entry)) })
     }
 
     fn group_ports(&self, me: usize, dir: Direction, class: ProtocolClass, peer: usize) -> PortSet {
@@ -118,7 +119,7 @@ impl Filters for Walk<'_> {
         class: ProtocolClass,
         peer: usize,
         port: u16,
-    ) -> Option<(usize, &GroupRule)> {
+    ) -> Option<(usize, Cow<'_, str>)> {
         let (net, peer) = (self.0, &self.0.endpoints[peer]);
         net.endpoints[me].groups.iter().find_map(|&g| {
             let rules = &net.groups[g].rules;
@@ -126,9 +127,24 @@ impl Filters for Walk<'_> {
                 group_rule_matches(r, dir, class, peer)
                     && class.rule_ports(r.rule.protocol, r.rule.ports).contains(port)
             };
-            rules.iter().find(allows).map(|r| (g, r))
+            rules.iter().find(allows).map(|r| (g, Cow::Owned(r.rule.to_string())))
         })
     }
+}
+
+/// The NACL entry that decides a packet, and how a step that passes names it.
+pub(crate) struct Decider<'a> {
+    pub entry: &'a NaclEntry,
+    /// [`allows_clause`] of the entry.
+    pub allows: Cow<'a, str>,
+}
+
+/// How a step that passes names the entry that lets it through (`rule #100 allows
+/// tcp/443 from 0.0.0.0/0`).
+pub(crate) fn allows_clause(e: &NaclEntry) -> String {
+    let to_from = if e.direction == Direction::Ingress { "from" } else { "to" };
+    let entry_ports = fmt::from_fn(|f| e.ports.map_or(Ok(()), |p| write!(f, "/{p}")));
+    format!("rule #{} allows {}{entry_ports} {to_from} {}", rule_label(e), e.protocol, e.cidr)
 }
 
 /// The entry that decides one packet, or `None` when nothing matches (denied).
@@ -291,7 +307,7 @@ fn text(args: fmt::Arguments<'_>) -> String {
 fn nacl_step<'a>(
     label: &str,
     allowed: &PortSet,
-    decide: impl Fn(u16) -> Option<&'a NaclEntry>,
+    decide: impl Fn(u16) -> Option<Decider<'a>>,
     dir: Direction,
     class: ProtocolClass,
     peer: IpAddr,
@@ -301,7 +317,7 @@ fn nacl_step<'a>(
     let failing = allowed.first_missing(ports);
     let port = failing.unwrap_or(ports.from);
     match (failing, decide(port)) {
-        (None, Some(e)) => {
+        (None, Some(d)) => {
             let range = fmt::from_fn(|f| {
                 if ports.from == ports.to || !class.has_ports() {
                     Ok(())
@@ -309,22 +325,13 @@ fn nacl_step<'a>(
                     write!(f, " (replies to ports {ports})")
                 }
             });
-            let entry_ports = fmt::from_fn(|f| e.ports.map_or(Ok(()), |p| write!(f, "/{p}")));
-            Step {
-                passes: true,
-                text: text(format_args!(
-                    "{label} NACL {dir}: rule #{} allows {}{entry_ports} {to_from} {}{range}",
-                    rule_label(e),
-                    e.protocol,
-                    e.cidr
-                )),
-            }
+            Step { passes: true, text: text(format_args!("{label} NACL {dir}: {}{range}", d.allows)) }
         }
-        (Some(_), Some(e)) if !e.is_default_deny() => Step {
+        (Some(_), Some(d)) if !d.entry.is_default_deny() => Step {
             passes: false,
             text: format!(
                 "{label} NACL {dir}: rule #{} denies {} {to_from} {peer}",
-                rule_label(e),
+                rule_label(d.entry),
                 service(class, Some(port))
             ),
         },
@@ -342,7 +349,7 @@ fn nacl_step<'a>(
 fn group_step(
     net: &Network,
     me: &Endpoint,
-    hit: Option<(usize, &GroupRule)>,
+    hit: Option<(usize, Cow<'_, str>)>,
     dir: Direction,
     class: ProtocolClass,
     peer: &Endpoint,
@@ -353,9 +360,9 @@ fn group_step(
     }
     let to_from = if dir == Direction::Ingress { "from" } else { "to" };
     match hit {
-        Some((g, r)) => Step {
+        Some((g, rule)) => Step {
             passes: true,
-            text: text(format_args!("security group {} of {}: {}", net.groups[g].name, me.name, r.rule)),
+            text: text(format_args!("security group {} of {}: {rule}", net.groups[g].name, me.name)),
         },
         None => {
             let names: Vec<&str> = me.groups.iter().map(|&g| net.groups[g].name.as_str()).collect();

@@ -7,8 +7,11 @@
 //! walked once per class, and the peers that share a list share its port sets.
 //!
 //! Group verdicts are seldom asked twice (once per pair and class), so they are still
-//! worked out when asked, but from each endpoint's rules of one direction, gathered once
-//! from all of its groups. Addresses and CIDRs are compared as numbers.
+//! worked out when asked, but from each endpoint's rules of one direction and class,
+//! gathered once from all of its groups. Addresses and CIDRs are compared as numbers.
+//!
+//! Every open flow the matrix finds is explained rule by rule, and the same entries and
+//! rules explain thousands of them: each is put into words once, here.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -17,9 +20,9 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::matrix::in_parallel;
-use crate::model::{Direction, NaclEntry};
+use crate::model::{Direction, NaclEntry, PortRange};
 use crate::network::{GroupPeer, GroupRule, Network, ProtocolClass};
-use crate::path::{Filters, first_match_ports};
+use crate::path::{Decider, Filters, allows_clause, first_match_ports};
 use crate::ports::PortSet;
 
 /// [`Filters`] ready to look up, for the classes the tables were built for.
@@ -36,8 +39,13 @@ pub(crate) struct Tables<'n> {
     holding: Vec<Vec<usize>>,
     /// Per list of `holding` and class, in that order: the ports the list lets through.
     nacl_sets: Vec<PortSet>,
-    /// Per endpoint and direction, in that order: the rules of all its groups.
-    group_rules: Vec<Vec<Allowance<'n>>>,
+    /// Per NACL and direction: how a passing step names each entry (`allows_clause`).
+    clauses: Vec<Vec<String>>,
+    /// Per endpoint, direction and class, in that order: the rules of all its groups
+    /// that match the class.
+    group_rules: Vec<Vec<Allowance>>,
+    /// Per group and rule: the rule in words.
+    rule_texts: Vec<Vec<String>>,
     /// Bit `endpoint * groups + group` is set when the endpoint is a member of the group.
     members: Vec<u64>,
 }
@@ -77,10 +85,12 @@ impl Span {
     }
 }
 
-/// A group rule of one direction, its peer made ready to test.
-struct Allowance<'n> {
+/// A group rule of one direction and class, its ports and peer made ready to test.
+struct Allowance {
     group: usize,
-    rule: &'n GroupRule,
+    /// The rule's position in its group.
+    rule: usize,
+    ports: PortRange,
     peer: Peer,
 }
 
@@ -97,31 +107,39 @@ impl<'n> Tables<'n> {
         let addrs: Vec<Addr> = net.endpoints.iter().map(|e| addr(e.addr)).collect();
         let sides: Vec<&[NaclEntry]> =
             net.nacls.iter().flat_map(|n| Direction::BOTH.map(|dir| n.entries(dir))).collect();
-        let (mut nacl_rows, mut holding, mut nacl_sets) = (Vec::new(), Vec::new(), Vec::new());
-        for (rows, lists, sets) in in_parallel(&sides, |entries| side_verdicts(entries, &addrs, classes)) {
+        let (mut nacl_rows, mut holding, mut nacl_sets, mut clauses) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for side in in_parallel(&sides, |entries| side_verdicts(entries, &addrs, classes)) {
             let base = holding.len();
-            nacl_rows.extend(rows.into_iter().map(|list| base + list));
-            holding.extend(lists);
-            nacl_sets.extend(sets);
+            nacl_rows.extend(side.rows.into_iter().map(|list| base + list));
+            holding.extend(side.lists);
+            nacl_sets.extend(side.sets);
+            clauses.push(side.clauses);
         }
 
-        let allowance = |(group, rule): (usize, &'n GroupRule)| {
+        let allowance = |class: ProtocolClass, (group, k, rule): (usize, usize, &GroupRule)| {
             let peer = match &rule.peer {
                 GroupPeer::Cidr(c) => Peer::Span(Span::of(c)),
                 GroupPeer::Group(g) => Peer::Group(*g),
                 GroupPeer::Unresolved(_) => Peer::Nothing,
             };
-            Allowance { group, rule, peer }
+            Allowance { group, rule: k, ports: class.rule_ports(rule.rule.protocol, rule.rule.ports), peer }
         };
-        let group_rules = net
-            .endpoints
-            .iter()
-            .flat_map(|e| Direction::BOTH.map(|dir| (e, dir)))
-            .map(|(e, dir)| {
-                let rules = e.groups.iter().flat_map(|&g| net.groups[g].rules.iter().map(move |r| (g, r)));
-                rules.filter(|(_, r)| r.rule.direction == dir).map(allowance).collect()
-            })
-            .collect();
+        let mut group_rules = Vec::with_capacity(net.endpoints.len() * 2 * classes.len());
+        for e in &net.endpoints {
+            for dir in Direction::BOTH {
+                for &class in classes {
+                    let rules = e
+                        .groups
+                        .iter()
+                        .flat_map(|&g| net.groups[g].rules.iter().enumerate().map(move |(k, r)| (g, k, r)));
+                    let matching =
+                        rules.filter(|(_, _, r)| r.rule.direction == dir && class.matched_by(r.rule.protocol));
+                    group_rules.push(matching.map(|r| allowance(class, r)).collect());
+                }
+            }
+        }
+
+        let rule_texts = in_parallel(&net.groups, |g| g.rules.iter().map(|r| r.rule.to_string()).collect());
 
         let mut members = vec![0u64; (net.endpoints.len() * net.groups.len()).div_ceil(64)];
         for (k, e) in net.endpoints.iter().enumerate() {
@@ -130,7 +148,22 @@ impl<'n> Tables<'n> {
                 members[bit / 64] |= 1 << (bit % 64);
             }
         }
-        Tables { net, classes: classes.to_vec(), addrs, nacl_rows, holding, nacl_sets, group_rules, members }
+        Tables {
+            net,
+            classes: classes.to_vec(),
+            addrs,
+            nacl_rows,
+            holding,
+            nacl_sets,
+            clauses,
+            group_rules,
+            rule_texts,
+            members,
+        }
+    }
+
+    fn class_index(&self, class: ProtocolClass) -> usize {
+        self.classes.iter().position(|&c| c == class).expect("tables built for every class asked")
     }
 
     fn nacl_row(&self, nacl: usize, dir: Direction, peer: usize) -> usize {
@@ -149,26 +182,30 @@ impl<'n> Tables<'n> {
         dir: Direction,
         class: ProtocolClass,
         peer: usize,
-    ) -> impl Iterator<Item = &Allowance<'n>> {
-        self.group_rules[me * 2 + side(dir)].iter().filter(move |a| {
-            class.matched_by(a.rule.rule.protocol)
-                && match a.peer {
-                    Peer::Span(s) => s.holds(self.addrs[peer]),
-                    Peer::Group(g) => self.is_member(peer, g),
-                    Peer::Nothing => false,
-                }
+    ) -> impl Iterator<Item = &Allowance> {
+        let row = (me * 2 + side(dir)) * self.classes.len() + self.class_index(class);
+        self.group_rules[row].iter().filter(move |a| match a.peer {
+            Peer::Span(s) => s.holds(self.addrs[peer]),
+            Peer::Group(g) => self.is_member(peer, g),
+            Peer::Nothing => false,
         })
     }
 }
 
-/// One side of a NACL (its `entries` of one direction) and each of `peers`: which
-/// distinct list of entries holds the peer, the lists, and the ports each list lets
-/// through, one set per class.
-fn side_verdicts(
-    entries: &[NaclEntry],
-    peers: &[Addr],
-    classes: &[ProtocolClass],
-) -> (Vec<usize>, Vec<Vec<usize>>, Vec<PortSet>) {
+/// One side of a NACL (its entries of one direction), made ready.
+struct Side {
+    /// Per peer: which of `lists` holds it.
+    rows: Vec<usize>,
+    /// Each distinct list of entries that holds some peer.
+    lists: Vec<Vec<usize>>,
+    /// Per list and class: the ports the list lets through.
+    sets: Vec<PortSet>,
+    /// Per entry: how a passing step names it.
+    clauses: Vec<String>,
+}
+
+/// The side of a NACL with `entries`, for each of `peers` and `classes`.
+fn side_verdicts(entries: &[NaclEntry], peers: &[Addr], classes: &[ProtocolClass]) -> Side {
     let spans: Vec<Span> = entries.iter().map(|e| Span::of(&e.cidr)).collect();
     let (mut lists, mut sets) = (Vec::new(), Vec::new());
     let mut seen: HashMap<Vec<usize>, usize> = HashMap::new();
@@ -188,13 +225,12 @@ fn side_verdicts(
             lists.len() - 1
         })
         .collect();
-    (rows, lists, sets)
+    Side { rows, lists, sets, clauses: entries.iter().map(allows_clause).collect() }
 }
 
 impl Filters for Tables<'_> {
     fn nacl_ports(&self, nacl: usize, dir: Direction, class: ProtocolClass, peer: usize) -> Cow<'_, PortSet> {
-        let class = self.classes.iter().position(|&c| c == class).expect("tables built for every class asked");
-        Cow::Borrowed(&self.nacl_sets[self.nacl_row(nacl, dir, peer) * self.classes.len() + class])
+        Cow::Borrowed(&self.nacl_sets[self.nacl_row(nacl, dir, peer) * self.classes.len() + self.class_index(class)])
     }
 
     fn nacl_first_match(
@@ -204,17 +240,19 @@ impl Filters for Tables<'_> {
         class: ProtocolClass,
         peer: usize,
         port: u16,
-    ) -> Option<&NaclEntry> {
+    ) -> Option<Decider<'_>> {
         let entries = self.net.nacls[nacl].entries(dir);
-        let holding = self.holding[self.nacl_row(nacl, dir, peer)].iter().map(|&k| &entries[k]);
-        holding
-            .into_iter()
-            .find(|e| class.matched_by(e.protocol) && class.rule_ports(e.protocol, e.ports).contains(port))
+        let decides = |&&k: &&usize| {
+            let e = &entries[k];
+            class.matched_by(e.protocol) && class.rule_ports(e.protocol, e.ports).contains(port)
+        };
+        let k = *self.holding[self.nacl_row(nacl, dir, peer)].iter().find(decides)?;
+        Some(Decider { entry: &entries[k], allows: Cow::Borrowed(&self.clauses[nacl * 2 + side(dir)][k]) })
     }
 
     fn group_ports(&self, me: usize, dir: Direction, class: ProtocolClass, peer: usize) -> PortSet {
         let matching = self.group_matches(me, dir, class, peer);
-        PortSet::from_ranges(matching.map(|a| class.rule_ports(a.rule.rule.protocol, a.rule.rule.ports)))
+        PortSet::from_ranges(matching.map(|a| a.ports))
     }
 
     fn group_first_match(
@@ -224,9 +262,9 @@ impl Filters for Tables<'_> {
         class: ProtocolClass,
         peer: usize,
         port: u16,
-    ) -> Option<(usize, &GroupRule)> {
+    ) -> Option<(usize, Cow<'_, str>)> {
         let mut matching = self.group_matches(me, dir, class, peer);
-        let allows = |a: &&Allowance| class.rule_ports(a.rule.rule.protocol, a.rule.rule.ports).contains(port);
-        matching.find(allows).map(|a| (a.group, a.rule))
+        let allows = |a: &&Allowance| a.ports.contains(port);
+        matching.find(allows).map(|a| (a.group, Cow::Borrowed(self.rule_texts[a.group][a.rule].as_str())))
     }
 }
