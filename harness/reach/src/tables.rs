@@ -11,11 +11,13 @@
 //! gathered once from all of its groups. Addresses and CIDRs are compared as numbers.
 //!
 //! Every open flow the matrix finds is explained rule by rule, and the same entries and
-//! rules explain thousands of them: each is put into words once, here.
+//! rules explain thousands of them: each is put into words once, here, when first asked
+//! (most rules of a small network explain nothing, and it is not worth writing them).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::OnceLock;
 
 use ipnet::IpNet;
 
@@ -40,12 +42,12 @@ pub(crate) struct Tables<'n> {
     /// Per list of `holding` and class, in that order: the ports the list lets through.
     nacl_sets: Vec<PortSet>,
     /// Per NACL and direction: how a passing step names each entry (`allows_clause`).
-    clauses: Vec<Vec<String>>,
+    clauses: Vec<Vec<OnceLock<String>>>,
     /// Per endpoint, direction and class, in that order: the rules of all its groups
     /// that match the class.
     group_rules: Vec<Vec<Allowance>>,
     /// Per group and rule: the rule in words.
-    rule_texts: Vec<Vec<String>>,
+    rule_texts: Vec<Vec<OnceLock<String>>>,
     /// Bit `endpoint * groups + group` is set when the endpoint is a member of the group.
     members: Vec<u64>,
 }
@@ -107,14 +109,14 @@ impl<'n> Tables<'n> {
         let addrs: Vec<Addr> = net.endpoints.iter().map(|e| addr(e.addr)).collect();
         let sides: Vec<&[NaclEntry]> =
             net.nacls.iter().flat_map(|n| Direction::BOTH.map(|dir| n.entries(dir))).collect();
-        let (mut nacl_rows, mut holding, mut nacl_sets, mut clauses) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for side in in_parallel(&sides, |entries| side_verdicts(entries, &addrs, classes)) {
+        let (mut nacl_rows, mut holding, mut nacl_sets) = (Vec::new(), Vec::new(), Vec::new());
+        for made in in_parallel(&sides, |entries| side_verdicts(entries, &addrs, classes)) {
             let base = holding.len();
-            nacl_rows.extend(side.rows.into_iter().map(|list| base + list));
-            holding.extend(side.lists);
-            nacl_sets.extend(side.sets);
-            clauses.push(side.clauses);
+            nacl_rows.extend(made.rows.into_iter().map(|list| base + list));
+            holding.extend(made.lists);
+            nacl_sets.extend(made.sets);
         }
+        let clauses = sides.iter().map(|entries| entries.iter().map(|_| OnceLock::new()).collect()).collect();
 
         let allowance = |class: ProtocolClass, (group, k, rule): (usize, usize, &GroupRule)| {
             let peer = match &rule.peer {
@@ -139,7 +141,7 @@ impl<'n> Tables<'n> {
             }
         }
 
-        let rule_texts = in_parallel(&net.groups, |g| g.rules.iter().map(|r| r.rule.to_string()).collect());
+        let rule_texts = net.groups.iter().map(|g| g.rules.iter().map(|_| OnceLock::new()).collect()).collect();
 
         let mut members = vec![0u64; (net.endpoints.len() * net.groups.len()).div_ceil(64)];
         for (k, e) in net.endpoints.iter().enumerate() {
@@ -200,8 +202,6 @@ struct Side {
     lists: Vec<Vec<usize>>,
     /// Per list and class: the ports the list lets through.
     sets: Vec<PortSet>,
-    /// Per entry: how a passing step names it.
-    clauses: Vec<String>,
 }
 
 /// The side of a NACL with `entries`, for each of `peers` and `classes`.
@@ -225,7 +225,7 @@ fn side_verdicts(entries: &[NaclEntry], peers: &[Addr], classes: &[ProtocolClass
             lists.len() - 1
         })
         .collect();
-    Side { rows, lists, sets, clauses: entries.iter().map(allows_clause).collect() }
+    Side { rows, lists, sets }
 }
 
 impl Filters for Tables<'_> {
@@ -247,7 +247,8 @@ impl Filters for Tables<'_> {
             class.matched_by(e.protocol) && class.rule_ports(e.protocol, e.ports).contains(port)
         };
         let k = *self.holding[self.nacl_row(nacl, dir, peer)].iter().find(decides)?;
-        Some(Decider { entry: &entries[k], allows: Cow::Borrowed(&self.clauses[nacl * 2 + side(dir)][k]) })
+        let allows = self.clauses[nacl * 2 + side(dir)][k].get_or_init(|| allows_clause(&entries[k]));
+        Some(Decider { entry: &entries[k], allows: Cow::Borrowed(allows) })
     }
 
     fn group_ports(&self, me: usize, dir: Direction, class: ProtocolClass, peer: usize) -> PortSet {
@@ -265,6 +266,9 @@ impl Filters for Tables<'_> {
     ) -> Option<(usize, Cow<'_, str>)> {
         let mut matching = self.group_matches(me, dir, class, peer);
         let allows = |a: &&Allowance| a.ports.contains(port);
-        matching.find(allows).map(|a| (a.group, Cow::Borrowed(self.rule_texts[a.group][a.rule].as_str())))
+        let a = matching.find(allows)?;
+        let text =
+            self.rule_texts[a.group][a.rule].get_or_init(|| self.net.groups[a.group].rules[a.rule].rule.to_string());
+        Some((a.group, Cow::Borrowed(text.as_str())))
     }
 }
