@@ -15,6 +15,7 @@ pub mod network;
 pub mod path;
 pub mod ports;
 pub mod synthetic;
+mod tables;
 
 pub use matrix::{Analysis, Intent, analyse};
 pub use network::{Endpoint, Group, GroupPeer, GroupRule, InternetRoute, Nacl, NatHop, Network, ProtocolClass};

@@ -8,8 +8,9 @@ use serde::Serialize;
 
 use crate::model::PortRange;
 use crate::network::{Network, ProtocolClass};
-use crate::path::{Step, allowed_ports, trace};
+use crate::path::{Step, allowed_ports, allowed_ports_with, trace, trace_with};
 use crate::ports::PortSet;
+use crate::tables::Tables;
 
 /// A flow the design means to allow, by endpoint index.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,55 +167,18 @@ pub fn evaluate(net: &Network, intent: &Intent) -> IntentVerdict {
 /// Every pair, every class: the matrix, the intents' verdicts, and the unintended flows.
 pub fn analyse(net: &Network, intents: &[Intent]) -> Analysis {
     let classes = net.classes();
+    let tables = Tables::new(net, &classes);
     let n = net.endpoints.len();
     let pairs: Vec<(usize, usize)> = (0..n)
         .flat_map(|i| (0..n).map(move |j| (i, j)))
         .filter(|&(i, j)| i != j && !(net.endpoints[i].internet && net.endpoints[j].internet))
         .collect();
-    let allowed = allowed_for_pairs(net, &pairs, &classes);
-
+    let per_pair = in_parallel(&pairs, |&(i, j)| cell(net, &tables, &classes, intents, i, j));
     let mut cells = Vec::with_capacity(pairs.len());
     let mut unintended = Vec::new();
-    for (&(i, j), allowed) in pairs.iter().zip(allowed) {
-        let (mut blocked, mut open) = (false, false);
-        let (mut allowed_services, mut intended_services) = (Vec::new(), Vec::new());
-        for (&class, have) in classes.iter().zip(allowed) {
-            let want = intents
-                .iter()
-                .filter(|t| t.from == i && t.to == j && t.covers(class))
-                .fold(PortSet::empty(), |acc, t| acc.union(&t.ports_in(class)));
-            blocked |= !want.subtract(&have).is_empty();
-            let extra = have.subtract(&want);
-            if let Some(first) = extra.ranges().first() {
-                open = true;
-                unintended.push(Unintended {
-                    from: net.endpoints[i].name.clone(),
-                    to: net.endpoints[j].name.clone(),
-                    service: Service { protocol: class, ports: extra.clone() },
-                    allowed_by: texts(trace(net, i, j, class, first.from), true),
-                });
-            }
-            if !have.is_empty() {
-                allowed_services.push(Service { protocol: class, ports: have });
-            }
-            if !want.is_empty() {
-                intended_services.push(Service { protocol: class, ports: want });
-            }
-        }
-        let verdict = match (blocked, open) {
-            (true, true) => CellVerdict::BlockedAndOpen,
-            (true, false) => CellVerdict::Blocked,
-            (false, true) => CellVerdict::Open,
-            (false, false) if intended_services.is_empty() => CellVerdict::Closed,
-            (false, false) => CellVerdict::AsIntended,
-        };
-        cells.push(Cell {
-            from: net.endpoints[i].name.clone(),
-            to: net.endpoints[j].name.clone(),
-            allowed: allowed_services,
-            intended: intended_services,
-            verdict,
-        });
+    for (c, extra) in per_pair {
+        cells.push(c);
+        unintended.extend(extra);
     }
     Analysis {
         matrix: Matrix { endpoints: net.endpoints.iter().map(|e| e.name.clone()).collect(), cells },
@@ -223,18 +187,75 @@ pub fn analyse(net: &Network, intents: &[Intent]) -> Analysis {
     }
 }
 
-/// The allowed ports of every pair and class, the pairs split across the machine's
-/// cores: each pair is independent, and large networks have tens of thousands.
-fn allowed_for_pairs(net: &Network, pairs: &[(usize, usize)], classes: &[ProtocolClass]) -> Vec<Vec<PortSet>> {
-    let one = |&(i, j): &(usize, usize)| classes.iter().map(|&c| allowed_ports(net, i, j, c)).collect::<Vec<_>>();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads == 1 || pairs.len() < 256 {
-        return pairs.iter().map(one).collect();
+/// The cell from endpoint `i` to endpoint `j`, and the unintended flows in it.
+fn cell(
+    net: &Network,
+    tables: &Tables,
+    classes: &[ProtocolClass],
+    intents: &[Intent],
+    i: usize,
+    j: usize,
+) -> (Cell, Vec<Unintended>) {
+    let (mut blocked, mut open) = (false, false);
+    let (mut allowed_services, mut intended_services, mut unintended) = (Vec::new(), Vec::new(), Vec::new());
+    for &class in classes {
+        let have = allowed_ports_with(net, tables, i, j, class);
+        let want = intents
+            .iter()
+            .filter(|t| t.from == i && t.to == j && t.covers(class))
+            .fold(PortSet::empty(), |acc, t| acc.union(&t.ports_in(class)));
+        blocked |= !want.subtract(&have).is_empty();
+        let extra = have.subtract(&want);
+        if let Some(first) = extra.ranges().first() {
+            open = true;
+            unintended.push(Unintended {
+                from: net.endpoints[i].name.clone(),
+                to: net.endpoints[j].name.clone(),
+                allowed_by: texts(trace_with(net, tables, i, j, class, first.from), true),
+                service: Service { protocol: class, ports: extra },
+            });
+        }
+        if !have.is_empty() {
+            allowed_services.push(Service { protocol: class, ports: have });
+        }
+        if !want.is_empty() {
+            intended_services.push(Service { protocol: class, ports: want });
+        }
     }
-    let chunk = pairs.len().div_ceil(threads);
+    let verdict = match (blocked, open) {
+        (true, true) => CellVerdict::BlockedAndOpen,
+        (true, false) => CellVerdict::Blocked,
+        (false, true) => CellVerdict::Open,
+        (false, false) if intended_services.is_empty() => CellVerdict::Closed,
+        (false, false) => CellVerdict::AsIntended,
+    };
+    let cell = Cell {
+        from: net.endpoints[i].name.clone(),
+        to: net.endpoints[j].name.clone(),
+        allowed: allowed_services,
+        intended: intended_services,
+        verdict,
+    };
+    (cell, unintended)
+}
+
+/// `f` of every item, in order, the items split across the machine's cores: the pairs of
+/// endpoints (tens of thousands in large networks) and the sides of NACLs are each
+/// independent. A handful of items is not worth a thread.
+pub(crate) fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads == 1 || items.len() < 16 {
+        return items.iter().map(f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    let f = &f;
     std::thread::scope(|s| {
         let handles: Vec<_> =
-            pairs.chunks(chunk).map(|part| s.spawn(move || part.iter().map(one).collect::<Vec<_>>())).collect();
-        handles.into_iter().flat_map(|h| h.join().expect("evaluator thread panicked")).collect()
+            items.chunks(chunk).map(|part| s.spawn(move || part.iter().map(f).collect::<Vec<_>>())).collect();
+        let mut out = Vec::with_capacity(items.len());
+        for h in handles {
+            out.extend(h.join().expect("evaluator thread panicked"));
+        }
+        out
     })
 }

@@ -19,7 +19,8 @@
 //!   it out to the client's ephemeral port; the NAT's subnet must route to an attached
 //!   internet gateway. The internet cannot open a connection through a NAT.
 
-use std::fmt;
+use std::borrow::Cow;
+use std::fmt::{self, Write};
 use std::net::IpAddr;
 
 use serde::Serialize;
@@ -30,25 +31,120 @@ use crate::ports::PortSet;
 
 /// The ports of `class` a NACL lets through in one direction for one peer address.
 pub fn nacl_ports(nacl: &Nacl, dir: Direction, class: ProtocolClass, peer: IpAddr) -> PortSet {
-    let mut undecided = PortSet::full();
-    let mut allowed = PortSet::empty();
-    for e in nacl.entries(dir) {
-        if !class.matched_by(e.protocol) || !e.cidr.contains(&peer) {
-            continue;
-        }
-        let hit = undecided.intersect(&class.rule_ports(e.protocol, e.ports).into());
-        if hit.is_empty() {
-            continue;
-        }
-        if e.action == RuleAction::Allow {
-            allowed = allowed.union(&hit);
-        }
-        undecided = undecided.subtract(&hit);
-        if undecided.is_empty() {
-            break;
-        }
+    first_match_ports(nacl.entries(dir).iter().filter(|e| e.cidr.contains(&peer)), class)
+}
+
+/// The ports of `class` that a first-match walk of `entries` (in evaluation order, each
+/// one's CIDR known to hold the peer) lets through.
+pub(crate) fn first_match_ports<'a>(entries: impl IntoIterator<Item = &'a NaclEntry>, class: ProtocolClass) -> PortSet {
+    let mut matching = entries.into_iter().filter(|e| class.matched_by(e.protocol));
+    if !class.has_ports() {
+        // No ports to tell apart: the first entry of the class decides every packet.
+        let allows = matching.next().is_some_and(|e| e.action == RuleAction::Allow);
+        return if allows { PortSet::full() } else { PortSet::empty() };
     }
-    allowed
+    let ranges: Vec<(PortRange, RuleAction)> =
+        matching.map(|e| (class.rule_ports(e.protocol, e.ports), e.action)).collect();
+    // Verdicts change only where some entry's range starts or ends: the first port of
+    // each stretch between those edges decides the whole stretch.
+    let mut edges: Vec<u32> = Vec::with_capacity(2 * ranges.len() + 2);
+    edges.extend(ranges.iter().flat_map(|(r, _)| [u32::from(r.from), u32::from(r.to) + 1]).chain([0, 65536]));
+    edges.sort_unstable();
+    edges.dedup();
+    let allowed = edges.windows(2).filter(|stretch| {
+        let first = stretch[0] as u16;
+        ranges.iter().find(|(r, _)| r.contains(first)).is_some_and(|&(_, action)| action == RuleAction::Allow)
+    });
+    PortSet::from_ranges(allowed.map(|stretch| PortRange { from: stretch[0] as u16, to: (stretch[1] - 1) as u16 }))
+}
+
+/// Where the path functions get the filters' verdicts: [`Walk`] works each one out when
+/// asked, which suits one pair; the matrix looks them up in tables it builds once for
+/// every endpoint (`crate::tables`).
+pub(crate) trait Filters {
+    /// [`nacl_ports`] of NACL `nacl` (an index into [`Network::nacls`]) for endpoint `peer`.
+    fn nacl_ports(&self, nacl: usize, dir: Direction, class: ProtocolClass, peer: usize) -> Cow<'_, PortSet>;
+    /// [`nacl_first_match`] of NACL `nacl` for endpoint `peer`.
+    fn nacl_first_match(
+        &self,
+        nacl: usize,
+        dir: Direction,
+        class: ProtocolClass,
+        peer: usize,
+        port: u16,
+    ) -> Option<Decider<'_>>;
+    /// [`group_ports`] of endpoint `me` with endpoint `peer`.
+    fn group_ports(&self, me: usize, dir: Direction, class: ProtocolClass, peer: usize) -> PortSet;
+    /// The first rule of `me`'s groups (in order) that allows `port` of `class` with
+    /// `peer`: the index of its group, and the rule in words.
+    fn group_first_match(
+        &self,
+        me: usize,
+        dir: Direction,
+        class: ProtocolClass,
+        peer: usize,
+        port: u16,
+    ) -> Option<(usize, Cow<'_, str>)>;
+}
+
+/// Verdicts worked out when asked.
+pub(crate) struct Walk<'a>(pub &'a Network);
+
+impl Filters for Walk<'_> {
+    fn nacl_ports(&self, nacl: usize, dir: Direction, class: ProtocolClass, peer: usize) -> Cow<'_, PortSet> {
+        Cow::Owned(nacl_ports(&self.0.nacls[nacl], dir, class, self.0.endpoints[peer].addr))
+    }
+
+    fn nacl_first_match(
+        &self,
+        nacl: usize,
+        dir: Direction,
+        class: ProtocolClass,
+        peer: usize,
+        port: u16,
+    ) -> Option<Decider<'_>> {
+        let entry = nacl_first_match(&self.0.nacls[nacl], dir, class, self.0.endpoints[peer].addr, port)?;
+        Some(Decider { entry, allows: Cow::Owned(allows_clause(entry)) })
+    }
+
+    fn group_ports(&self, me: usize, dir: Direction, class: ProtocolClass, peer: usize) -> PortSet {
+        let net = self.0;
+        group_ports(net, &net.endpoints[me], dir, class, &net.endpoints[peer])
+    }
+
+    fn group_first_match(
+        &self,
+        me: usize,
+        dir: Direction,
+        class: ProtocolClass,
+        peer: usize,
+        port: u16,
+    ) -> Option<(usize, Cow<'_, str>)> {
+        let (net, peer) = (self.0, &self.0.endpoints[peer]);
+        net.endpoints[me].groups.iter().find_map(|&g| {
+            let rules = &net.groups[g].rules;
+            let allows = |r: &&GroupRule| {
+                group_rule_matches(r, dir, class, peer)
+                    && class.rule_ports(r.rule.protocol, r.rule.ports).contains(port)
+            };
+            rules.iter().find(allows).map(|r| (g, Cow::Owned(r.rule.to_string())))
+        })
+    }
+}
+
+/// The NACL entry that decides a packet, and how a step that passes names it.
+pub(crate) struct Decider<'a> {
+    pub entry: &'a NaclEntry,
+    /// [`allows_clause`] of the entry.
+    pub allows: Cow<'a, str>,
+}
+
+/// How a step that passes names the entry that lets it through (`rule #100 allows
+/// tcp/443 from 0.0.0.0/0`).
+pub(crate) fn allows_clause(e: &NaclEntry) -> String {
+    let to_from = if e.direction == Direction::Ingress { "from" } else { "to" };
+    let entry_ports = fmt::from_fn(|f| e.ports.map_or(Ok(()), |p| write!(f, "/{p}")));
+    format!("rule #{} allows {}{entry_ports} {to_from} {}", rule_label(e), e.protocol, e.cidr)
 }
 
 /// The entry that decides one packet, or `None` when nothing matches (denied).
@@ -94,6 +190,17 @@ pub fn reply_ports(net: &Network, client: &Endpoint, class: ProtocolClass) -> Po
 /// Which destination ports of `class` a connection from `client` to `server` can use.
 /// Portless classes come back as every port or none.
 pub fn allowed_ports(net: &Network, client: usize, server: usize, class: ProtocolClass) -> PortSet {
+    allowed_ports_with(net, &Walk(net), client, server, class)
+}
+
+/// [`allowed_ports`], with the filters' verdicts taken from `filters`.
+pub(crate) fn allowed_ports_with(
+    net: &Network,
+    filters: &impl Filters,
+    client: usize,
+    server: usize,
+    class: ProtocolClass,
+) -> PortSet {
     let (c, s) = (&net.endpoints[client], &net.endpoints[server]);
     if !c.problems.is_empty() || !s.problems.is_empty() || c.internet == s.internet && c.internet {
         return PortSet::empty();
@@ -111,21 +218,21 @@ pub fn allowed_ports(net: &Network, client: usize, server: usize, class: Protoco
     }
     let reply = reply_ports(net, c, class);
     let crosses = !c.same_subnet(s);
-    let reply_ok = |n: Option<usize>, dir, peer: IpAddr, ports: PortRange| {
-        n.is_none_or(|n| nacl_ports(&net.nacls[n], dir, class, peer).contains_range(ports))
+    let reply_ok = |n: Option<usize>, dir, peer: usize, ports: PortRange| {
+        n.is_none_or(|n| filters.nacl_ports(n, dir, class, peer).contains_range(ports))
     };
     if crosses
-        && (!reply_ok(s.nacl, Direction::Egress, c.addr, reply) || !reply_ok(c.nacl, Direction::Ingress, s.addr, reply))
+        && (!reply_ok(s.nacl, Direction::Egress, client, reply) || !reply_ok(c.nacl, Direction::Ingress, server, reply))
     {
         return PortSet::empty();
     }
     let mut ports = PortSet::full();
     if crosses {
         if let Some(n) = c.nacl {
-            ports = ports.intersect(&nacl_ports(&net.nacls[n], Direction::Egress, class, s.addr));
+            ports = ports.intersect(&filters.nacl_ports(n, Direction::Egress, class, server));
         }
         if let Some(n) = s.nacl {
-            ports = ports.intersect(&nacl_ports(&net.nacls[n], Direction::Ingress, class, c.addr));
+            ports = ports.intersect(&filters.nacl_ports(n, Direction::Ingress, class, client));
         }
     }
     if let (true, Some(InternetRoute::Nat { nat, .. })) = (s.internet, &c.internet_route) {
@@ -134,23 +241,25 @@ pub fn allowed_ports(net: &Network, client: usize, server: usize, class: Protoco
         }
         let nat_reply = if class.has_ports() { NAT_PORTS } else { PortRange::ALL };
         let via_nat_subnet = nat.subnet.is_none() || nat.subnet != c.subnet;
-        if !reply_ok(nat.nacl, Direction::Ingress, s.addr, nat_reply)
-            || via_nat_subnet && !reply_ok(nat.nacl, Direction::Egress, c.addr, reply)
+        if !reply_ok(nat.nacl, Direction::Ingress, server, nat_reply)
+            || via_nat_subnet && !reply_ok(nat.nacl, Direction::Egress, client, reply)
         {
             return PortSet::empty();
         }
         if let Some(n) = nat.nacl {
             if via_nat_subnet {
-                ports = ports.intersect(&nacl_ports(&net.nacls[n], Direction::Ingress, class, c.addr));
+                ports = ports.intersect(&filters.nacl_ports(n, Direction::Ingress, class, client));
             }
-            ports = ports.intersect(&nacl_ports(&net.nacls[n], Direction::Egress, class, s.addr));
+            ports = ports.intersect(&filters.nacl_ports(n, Direction::Egress, class, server));
         }
     }
-    if !c.internet {
-        ports = ports.intersect(&group_ports(net, c, Direction::Egress, class, s));
+    // Groups last: they cost the most to work out, and nothing is left to ask them about
+    // in most pairs by then.
+    if !c.internet && !ports.is_empty() {
+        ports = ports.intersect(&filters.group_ports(client, Direction::Egress, class, server));
     }
-    if !s.internet {
-        ports = ports.intersect(&group_ports(net, s, Direction::Ingress, class, c));
+    if !s.internet && !ports.is_empty() {
+        ports = ports.intersect(&filters.group_ports(server, Direction::Ingress, class, client));
     }
     ports
 }
@@ -177,64 +286,84 @@ fn service(class: ProtocolClass, port: Option<u16>) -> String {
     }
 }
 
-fn rule_label(e: &NaclEntry) -> String {
-    if e.rule_number == DEFAULT_DENY_RULE_NUMBER { "*".into() } else { e.rule_number.to_string() }
+fn rule_label(e: &NaclEntry) -> impl fmt::Display + '_ {
+    fmt::from_fn(|f| {
+        if e.rule_number == DEFAULT_DENY_RULE_NUMBER { f.write_str("*") } else { write!(f, "{}", e.rule_number) }
+    })
 }
 
-/// The NACL's say on the packets of `ports` (all must pass); named by the first packet
-/// that fails, or by the entry that lets the first one through.
-fn nacl_step(label: &str, nacl: &Nacl, dir: Direction, class: ProtocolClass, peer: IpAddr, ports: PortRange) -> Step {
+/// `format!`, with room for a whole step's text made up front: the matrix writes a step
+/// for each filter on every open flow, and growing the strings as they are written costs
+/// more than writing them.
+fn text(args: fmt::Arguments<'_>) -> String {
+    let mut s = String::with_capacity(128);
+    s.write_fmt(args).expect("a String takes any text");
+    s
+}
+
+/// The NACL's say on the packets of `ports` (all must pass), given the ports it allows
+/// and the entry that decides each port; named by the first packet that fails, or by the
+/// entry that lets the first one through.
+fn nacl_step<'a>(
+    label: &str,
+    allowed: &PortSet,
+    decide: impl Fn(u16) -> Option<Decider<'a>>,
+    dir: Direction,
+    class: ProtocolClass,
+    peer: IpAddr,
+    ports: PortRange,
+) -> Step {
     let to_from = if dir == Direction::Ingress { "from" } else { "to" };
-    let allowed = nacl_ports(nacl, dir, class, peer);
     let failing = allowed.first_missing(ports);
     let port = failing.unwrap_or(ports.from);
-    let what = service(class, Some(port));
-    match (failing, nacl_first_match(nacl, dir, class, peer, port)) {
-        (None, Some(e)) => {
-            let range = if ports.from == ports.to || !class.has_ports() {
-                String::new()
-            } else {
-                format!(" (replies to ports {ports})")
-            };
-            let entry_ports = e.ports.map(|p| format!("/{p}")).unwrap_or_default();
-            Step {
-                passes: true,
-                text: format!(
-                    "{label} NACL {dir}: rule #{} allows {}{entry_ports} {to_from} {}{range}",
-                    rule_label(e),
-                    e.protocol,
-                    e.cidr
-                ),
-            }
+    match (failing, decide(port)) {
+        (None, Some(d)) => {
+            let range = fmt::from_fn(|f| {
+                if ports.from == ports.to || !class.has_ports() {
+                    Ok(())
+                } else {
+                    write!(f, " (replies to ports {ports})")
+                }
+            });
+            Step { passes: true, text: text(format_args!("{label} NACL {dir}: {}{range}", d.allows)) }
         }
-        (Some(_), Some(e)) if !e.is_default_deny() => Step {
+        (Some(_), Some(d)) if !d.entry.is_default_deny() => Step {
             passes: false,
-            text: format!("{label} NACL {dir}: rule #{} denies {what} {to_from} {peer}", rule_label(e)),
+            text: format!(
+                "{label} NACL {dir}: rule #{} denies {} {to_from} {peer}",
+                rule_label(d.entry),
+                service(class, Some(port))
+            ),
         },
         _ => Step {
             passes: false,
-            text: format!("{label} NACL {dir}: no entry matches {what} {to_from} {peer}, default deny"),
+            text: format!(
+                "{label} NACL {dir}: no entry matches {} {to_from} {peer}, default deny",
+                service(class, Some(port))
+            ),
         },
     }
 }
 
-fn group_step(net: &Network, me: &Endpoint, dir: Direction, class: ProtocolClass, peer: &Endpoint, port: u16) -> Step {
+/// `me`'s groups' say, given the first rule that allows the packet (and its group).
+fn group_step(
+    net: &Network,
+    me: &Endpoint,
+    hit: Option<(usize, Cow<'_, str>)>,
+    dir: Direction,
+    class: ProtocolClass,
+    peer: &Endpoint,
+    port: u16,
+) -> Step {
     if me.groups.is_empty() {
         return Step { passes: false, text: format!("zone {} has no security group for its workloads", me.name) };
     }
     let to_from = if dir == Direction::Ingress { "from" } else { "to" };
-    let hit = me.groups.iter().find_map(|&g| {
-        net.groups[g]
-            .rules
-            .iter()
-            .find(|r| {
-                group_rule_matches(r, dir, class, peer)
-                    && class.rule_ports(r.rule.protocol, r.rule.ports).contains(port)
-            })
-            .map(|r| (&net.groups[g].name, r))
-    });
     match hit {
-        Some((g, r)) => Step { passes: true, text: format!("security group {g} of {}: {}", me.name, r.rule) },
+        Some((g, rule)) => Step {
+            passes: true,
+            text: text(format_args!("security group {} of {}: {rule}", net.groups[g].name, me.name)),
+        },
         None => {
             let names: Vec<&str> = me.groups.iter().map(|&g| net.groups[g].name.as_str()).collect();
             Step {
@@ -255,28 +384,51 @@ fn group_step(net: &Network, me: &Endpoint, dir: Direction, class: ProtocolClass
 /// for portless classes), in the order a packet meets them: request, reply, groups,
 /// routes (and the NAT gateway's subnet, when the way out is through one).
 pub fn trace(net: &Network, client: usize, server: usize, class: ProtocolClass, port: u16) -> Vec<Step> {
+    trace_with(net, &Walk(net), client, server, class, port)
+}
+
+/// [`trace`], with the filters' verdicts taken from `filters`.
+pub(crate) fn trace_with(
+    net: &Network,
+    filters: &impl Filters,
+    client: usize,
+    server: usize,
+    class: ProtocolClass,
+    port: u16,
+) -> Vec<Step> {
     let (c, s) = (&net.endpoints[client], &net.endpoints[server]);
+    // NACL `n`'s say, in direction `dir`, on the packets of `ports` with endpoint `peer`.
+    let nacl = |label: &str, n: usize, dir, peer: usize, ports| {
+        let allowed = filters.nacl_ports(n, dir, class, peer);
+        let decide = |port| filters.nacl_first_match(n, dir, class, peer, port);
+        nacl_step(label, &allowed, decide, dir, class, net.endpoints[peer].addr, ports)
+    };
+    // `me`'s groups' say, in direction `dir`, on the packet with endpoint `peer`.
+    let group = |me: usize, dir, peer: usize| {
+        let hit = filters.group_first_match(me, dir, class, peer, port);
+        group_step(net, &net.endpoints[me], hit, dir, class, &net.endpoints[peer], port)
+    };
     let mut steps: Vec<Step> =
         c.problems.iter().chain(&s.problems).map(|p| Step { passes: false, text: p.clone() }).collect();
     let request = if class.has_ports() { PortRange::single(port) } else { PortRange::ALL };
     let reply = reply_ports(net, c, class);
     if !c.same_subnet(s) {
         if let Some(n) = c.nacl {
-            steps.push(nacl_step(&c.name, &net.nacls[n], Direction::Egress, class, s.addr, request));
+            steps.push(nacl(&c.name, n, Direction::Egress, server, request));
         }
         if let Some(n) = s.nacl {
-            steps.push(nacl_step(&s.name, &net.nacls[n], Direction::Ingress, class, c.addr, request));
-            steps.push(nacl_step(&s.name, &net.nacls[n], Direction::Egress, class, c.addr, reply));
+            steps.push(nacl(&s.name, n, Direction::Ingress, client, request));
+            steps.push(nacl(&s.name, n, Direction::Egress, client, reply));
         }
         if let Some(n) = c.nacl {
-            steps.push(nacl_step(&c.name, &net.nacls[n], Direction::Ingress, class, s.addr, reply));
+            steps.push(nacl(&c.name, n, Direction::Ingress, server, reply));
         }
     }
     if !c.internet {
-        steps.push(group_step(net, c, Direction::Egress, class, s, port));
+        steps.push(group(client, Direction::Egress, server));
     }
     if !s.internet {
-        steps.push(group_step(net, s, Direction::Ingress, class, c, port));
+        steps.push(group(server, Direction::Ingress, client));
     }
     if c.internet && !s.internet {
         steps.push(match &s.internet_route {
@@ -318,16 +470,15 @@ pub fn trace(net: &Network, client: usize, server: usize, class: ProtocolClass, 
                 steps.extend(nat.problems.iter().map(|p| Step { passes: false, text: p.clone() }));
                 let label = format!("NAT gateway {}'s subnet", nat.name);
                 if let Some(n) = nat.nacl {
-                    let nacl = &net.nacls[n];
                     let via = nat.subnet.is_none() || nat.subnet != c.subnet;
                     if via {
-                        steps.push(nacl_step(&label, nacl, Direction::Ingress, class, c.addr, request));
+                        steps.push(nacl(&label, n, Direction::Ingress, client, request));
                     }
-                    steps.push(nacl_step(&label, nacl, Direction::Egress, class, s.addr, request));
+                    steps.push(nacl(&label, n, Direction::Egress, server, request));
                     let nat_reply = if class.has_ports() { NAT_PORTS } else { PortRange::ALL };
-                    steps.push(nacl_step(&label, nacl, Direction::Ingress, class, s.addr, nat_reply));
+                    steps.push(nacl(&label, n, Direction::Ingress, server, nat_reply));
                     if via {
-                        steps.push(nacl_step(&label, nacl, Direction::Egress, class, c.addr, reply));
+                        steps.push(nacl(&label, n, Direction::Egress, client, reply));
                     }
                 }
                 steps.push(match &nat.upstream {

@@ -32,17 +32,26 @@ impl PortSet {
 
     /// The ports of several ranges, in any order, overlapping or not.
     pub fn from_ranges(ranges: impl IntoIterator<Item = PortRange>) -> PortSet {
-        let mut v: Vec<PortRange> = ranges.into_iter().collect();
-        v.sort();
-        let mut out: Vec<PortRange> = Vec::with_capacity(v.len());
-        for r in v {
-            match out.last_mut() {
-                // Adjacent ranges merge too, so equal sets have equal representations.
-                Some(last) if u32::from(r.from) <= u32::from(last.to) + 1 => last.to = last.to.max(r.to),
-                _ => out.push(r),
+        // Room for as many ranges as may come, up front: filtered lists would otherwise
+        // grow one reallocation at a time.
+        let ranges = ranges.into_iter();
+        let mut v: Vec<PortRange> = Vec::with_capacity(ranges.size_hint().1.unwrap_or(0));
+        v.extend(ranges);
+        v.sort_unstable();
+        // Merged in place: `kept` ranges are final, and each range read lies past them.
+        let mut kept = 0;
+        for k in 0..v.len() {
+            let r = v[k];
+            // Adjacent ranges merge too, so equal sets have equal representations.
+            if kept > 0 && u32::from(r.from) <= u32::from(v[kept - 1].to) + 1 {
+                v[kept - 1].to = v[kept - 1].to.max(r.to);
+            } else {
+                v[kept] = r;
+                kept += 1;
             }
         }
-        PortSet(out)
+        v.truncate(kept);
+        PortSet(v)
     }
 
     /// The ranges, ascending.
@@ -120,6 +129,9 @@ impl PortSet {
 
     /// Ports in this set and not in `other`.
     pub fn subtract(&self, other: &PortSet) -> PortSet {
+        if self.is_empty() || other.is_empty() {
+            return self.clone();
+        }
         self.intersect(&other.complement())
     }
 

@@ -17,7 +17,7 @@ use std::net::IpAddr;
 use common::*;
 use microseg_reach::lint::{self, LintKind};
 use microseg_reach::model::{Direction, NaclEntry, Peer, PortRange, Protocol, RuleAction, SgRule};
-use microseg_reach::path::allowed_ports;
+use microseg_reach::path::{allowed_ports, trace};
 use microseg_reach::{
     Endpoint, Group, GroupPeer, GroupRule, InternetRoute, Nacl, NatHop, Network, ProtocolClass, analyse,
 };
@@ -356,6 +356,19 @@ proptest! {
                     prop_assert_eq!(in_cell, fast);
                 }
             }
+        }
+    }
+
+    /// The matrix looks the NACLs' verdicts up in tables built once; the rules it names
+    /// for each unintended flow are the ones the single-pair trace names.
+    #[test]
+    fn unintended_flows_are_explained_as_the_single_pair_trace_explains_them(net in arb_network()) {
+        for u in analyse(&net, &[]).unintended {
+            let (i, j) = (net.endpoint(&u.from).unwrap(), net.endpoint(&u.to).unwrap());
+            let port = u.service.ports.ranges()[0].from;
+            let steps = trace(&net, i, j, u.service.protocol, port);
+            let passing: Vec<String> = steps.into_iter().filter(|s| s.passes).map(|s| s.text).collect();
+            prop_assert_eq!(u.allowed_by, passing);
         }
     }
 
