@@ -14,6 +14,7 @@
 //! | `aws`                   | a real account, only one that `--allow-account` names  |
 //! | `auto`                  | the container if Docker answers and the image is here, else the host process |
 
+mod child;
 pub mod container;
 pub mod health;
 pub mod host;

@@ -9,20 +9,15 @@
 //! (`microseg-<name>-*` under the temp dir), named in its environment as
 //! `MICROSEG_EMULATOR_DIR` so a leak check can tell its processes from others'.
 
-use std::fs;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::TargetError;
-use super::host::{free_port, spawn_on_keeper};
+use super::child::{EmulatorProcess, Scratch};
+use super::host::free_port;
 use super::listen::Listen;
-use super::python::{self, VenvSpec, cache_dir, tail_of};
-use super::reaper::{self, Reapable, Ticket};
-
-/// How long the emulator gets to exit after SIGTERM before SIGKILL.
-const GRACE: Duration = Duration::from_secs(5);
+use super::python::{self, VenvSpec, tail_of};
 
 /// The environment variable naming an instance's scratch directory.
 pub const EMULATOR_DIR_ENV: &str = "MICROSEG_EMULATOR_DIR";
@@ -111,14 +106,10 @@ impl std::fmt::Display for Flavor {
 #[derive(Debug)]
 pub struct PyEmulator {
     flavor: Flavor,
-    child: Option<Child>,
+    process: EmulatorProcess,
     port: u16,
     listen: Listen,
     log_path: PathBuf,
-    state_dir: PathBuf,
-    ticket: Ticket,
-    dir_ticket: Ticket,
-    keep: bool,
     /// Time spent building the venv (zero when cached).
     pub venv_install: Duration,
     /// From spawn to the emulator's first good answer.
@@ -140,52 +131,19 @@ impl PyEmulator {
         .expect("venv bootstrap does not panic")?;
 
         let port = free_port(listen)?;
-        let logs = cache_dir().join("logs");
-        fs::create_dir_all(&logs).map_err(|e| TargetError::io("create the log directory", &logs, e))?;
-        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
-        let log_path = logs.join(format!("{}-{port}-{stamp}.log", flavor.name()));
-        let state_dir = tempfile::Builder::new()
-            .prefix(&format!("microseg-{}-", flavor.name()))
-            .tempdir()
-            .map_err(|e| TargetError::io("create the emulator's scratch dir", &std::env::temp_dir(), e))?
-            .keep();
-        let log = fs::File::create(&log_path).map_err(|e| TargetError::io("create the emulator log", &log_path, e))?;
-        let log_err = log.try_clone().map_err(|e| TargetError::io("create the emulator log", &log_path, e))?;
-
+        let scratch = Scratch::new(flavor.name(), port)?;
+        let (log_path, state_dir) = (scratch.log_path.clone(), scratch.dir.clone());
         let mut cmd = flavor.command(&venv.dir, std::net::SocketAddr::new(listen.bind, port), &state_dir);
-        cmd.env(EMULATOR_DIR_ENV, &state_dir)
-            .env("TMPDIR", &state_dir)
-            .current_dir(&state_dir)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            .process_group(0);
-        // The emulator dies with us, even by SIGKILL, unless it is to be kept.
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-        if !keep {
-            unsafe {
-                cmd.pre_exec(|| {
-                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
-        }
+        cmd.env(EMULATOR_DIR_ENV, &state_dir).env("TMPDIR", &state_dir).current_dir(&state_dir);
         let spawned = Instant::now();
-        let child = spawn_on_keeper(cmd).map_err(|e| TargetError::io(&format!("start {flavor}"), &venv.dir, e))?;
-        let ticket = reaper::register(Reapable::ProcessGroup(child.id() as i32));
-        let dir_ticket = reaper::register(Reapable::Dir(state_dir.clone()));
+        let process = EmulatorProcess::spawn(cmd, scratch, keep)
+            .map_err(|e| TargetError::io(&format!("start {flavor}"), &venv.dir, e))?;
         let mut emu = PyEmulator {
             flavor,
-            child: Some(child),
+            process,
             port,
             listen,
             log_path,
-            state_dir,
-            ticket,
-            dir_ticket,
-            keep,
             venv_install: venv.install_time,
             start_to_ready: Duration::ZERO,
         };
@@ -209,9 +167,7 @@ impl PyEmulator {
         let started = Instant::now();
         let flavor = self.flavor;
         loop {
-            if let Some(child) = self.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
+            if let Some(status) = self.process.exited() {
                 return Err(format!("{flavor} exited ({status}) before it was ready"));
             }
             let u = url.clone();
@@ -243,12 +199,12 @@ impl PyEmulator {
 
     /// The process-group id (also the process id).
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.process.pid()
     }
 
     /// Its scratch directory, removed when it stops.
     pub fn state_dir(&self) -> &Path {
-        &self.state_dir
+        self.process.dir()
     }
 
     /// Stops the whole process group: SIGTERM, a grace period, then SIGKILL.
@@ -257,36 +213,8 @@ impl PyEmulator {
     }
 
     fn terminate(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
-        if self.keep {
-            tracing::warn!(
-                "MICROSEG_KEEP: leaving {} running at {} (pid {})",
-                self.flavor,
-                self.endpoint(),
-                child.id()
-            );
-            reaper::unregister(self.ticket);
-            reaper::unregister(self.dir_ticket);
-            return;
-        }
-        let pgid = child.id() as i32;
-        // SAFETY: plain syscalls on our own child's group.
-        unsafe { libc::kill(-pgid, libc::SIGTERM) };
-        let deadline = Instant::now() + GRACE;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        // The group may hold children even after the leader exited.
-        unsafe { libc::kill(-pgid, libc::SIGKILL) };
-        if let Err(e) = child.wait() {
-            tracing::warn!("waiting for {} (pid {pgid}): {e}", self.flavor);
-        }
-        reaper::unregister(self.ticket);
-        reaper::unregister(self.dir_ticket);
-        let _ = fs::remove_dir_all(&self.state_dir);
+        let what = format!("{} at {}", self.flavor, self.endpoint());
+        self.process.terminate(&what);
     }
 }
 
