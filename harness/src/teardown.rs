@@ -245,6 +245,8 @@ async fn disassociate_route_tables(clients: &Clients, items: &[&Item]) -> Result
         .map_err(aws_err("DescribeRouteTables"))
     {
         Ok(t) => t,
+        // Gone already: nothing to disassociate.
+        Err(e) if e.is_not_found() && items.len() == 1 => return Ok(1),
         // One of them is gone already: each is then asked about on its own.
         Err(e) if e.is_not_found() => {
             let mut calls = 1;
@@ -477,8 +479,9 @@ async fn delete_igw(clients: &Clients, id: &str, attached_to: Option<&str>) -> (
                 .await
                 .map_err(aws_err("DetachInternetGateway"))
             {
-                // Not attached (any more) is what detaching is for.
-                Err(e) if !e.is_not_found() && e.code.as_deref() != Some("Gateway.NotAttached") => return Err(e),
+                // Not attached any more ("not found", `Gateway.NotAttached` included) is
+                // what detaching is for.
+                Err(e) if !e.is_not_found() => return Err(e),
                 _ => {}
             }
         }
@@ -488,4 +491,49 @@ async fn delete_igw(clients: &Clients, id: &str, attached_to: Option<&str>) -> (
     }
     .await;
     (result, calls)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replay::{Answer, Replay};
+
+    fn ec2_error(code: &str) -> Answer {
+        Answer::with_status(
+            400,
+            format!(
+                "<Response><Errors><Error><Code>{code}</Code><Message>gone</Message></Error></Errors><RequestID>r</RequestID></Response>"
+            ),
+        )
+    }
+
+    fn table(id: &str) -> Item {
+        Item {
+            kind: ResourceKind::RouteTable,
+            id: id.into(),
+            run_id: None,
+            created_at: None,
+            vpc_id: Some("vpc-1".into()),
+            parent: None,
+            tags: Default::default(),
+        }
+    }
+
+    /// Route tables already gone: one is asked about once, several each once more on
+    /// their own, and every one ends "already gone" (no endless asking).
+    #[tokio::test]
+    async fn route_tables_already_gone_are_asked_about_a_bounded_number_of_times() {
+        for n in [1, 3] {
+            let replay = Replay::new(|r| match r.operation.as_str() {
+                "DescribeRouteTables" | "DeleteRouteTable" => Some(ec2_error("InvalidRouteTableID.NotFound")),
+                _ => None,
+            });
+            let clients = Clients::new(&replay.sdk_config("eu-west-1").await);
+            let items: Vec<Item> = (0..n).map(|i| table(&format!("rtb-{i}"))).collect();
+            let report = teardown(&clients, &items, Backoff::default()).await;
+            assert!(report.outcomes.iter().all(|(_, o)| *o == Outcome::AlreadyGone), "{:?}", report.outcomes);
+            let describes = replay.requests().iter().filter(|r| r.operation == "DescribeRouteTables").count();
+            assert_eq!(describes, if n == 1 { 1 } else { 1 + n }, "{n} table(s)");
+        }
+    }
 }

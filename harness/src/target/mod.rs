@@ -402,19 +402,20 @@ impl Target {
                 t
             }
             TargetKind::Reuse => {
+                // Either way the emulator's idle clock starts again (ensure_up touches it).
                 let (state, started) = match &opts.supervisor {
                     Some(exe) => reuse::ensure_up(exe, opts.reuse_idle, opts.startup_timeout, &[]).await?,
-                    None => (
-                        reuse::live().await.ok_or_else(|| TargetError::NotReady {
+                    None => {
+                        let live = reuse::live().await.ok_or_else(|| TargetError::NotReady {
                             target: "reuse".into(),
                             condition: "no reused emulator is up (start one with `microseg emulator up`)".into(),
                             log: None,
                             tail: String::new(),
-                        })?,
-                        false,
-                    ),
+                        })?;
+                        reuse::touch();
+                        (live, false)
+                    }
                 };
-                reuse::touch();
                 let region = opts.region.clone().unwrap_or_else(|| DEFAULT_EMULATOR_REGION.into());
                 let desc = format!(
                     "LocalStack {}, reused host process on {} ({}; stops after {} unused, or `microseg emulator down`)",
