@@ -256,6 +256,16 @@ pub const CATALOGUE: &[FindingKind] = &[
         "traffic the design lets through (allowed_by_design) does not pass",
         "The deployment is stricter than the design: update the spec or the deployment.",
     ),
+    kind(
+        "MS-TRAFFIC-DISAGREES",
+        "a real connection between instance containers did not do what the evaluator says, and no named enforcement divergence explains it",
+        "Read the probe's line in the traffic section: either the emulator enforces a rule as AWS does not (name it in docs/EMULATOR.md and harness/src/traffic.rs) or the evaluator is wrong.",
+    ),
+    kind(
+        "MS-TRAFFIC-LEFTOVER",
+        "an instance container of the traffic run is still present after it",
+        "Remove it with `docker rm -f <container>`; it is removed again when the emulator stops.",
+    ),
     mapped(
         "MS-REACH-UNINTENDED",
         "traffic passes that no intended flow covers",

@@ -61,6 +61,7 @@ pub mod teardown;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod topology;
+pub mod traffic;
 pub mod validate;
 pub mod verdict;
 

@@ -185,6 +185,10 @@ pub fn text_with(report: &RunReport, paint: Paint) -> String {
         out.push('\n');
         out.push_str(&crate::reach::matrix_text(&r.matrix));
     }
+    if let Some(t) = &report.traffic {
+        out.push('\n');
+        out.push_str(&crate::traffic::text(t));
+    }
     if let Some(td) = &report.teardown {
         let failed: Vec<_> = td
             .outcomes

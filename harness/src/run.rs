@@ -49,6 +49,10 @@ pub struct RunOptions {
     pub earlier_runs: crate::job::EarlierRuns,
     /// The permissions boundary of the flow-log role ([`BuildContext::role_boundary`]).
     pub role_boundary: Option<String>,
+    /// After the checks, send real traffic between instance containers and compare it
+    /// with the evaluator ([`crate::traffic`]); the target must be localemu started
+    /// with instances as containers.
+    pub traffic: bool,
 }
 
 /// Where a run happens: the clients it calls through, and what the ledger and the
@@ -187,6 +191,9 @@ pub struct RunReport {
     pub calls_by_operation: std::collections::BTreeMap<String, usize>,
     /// Earlier runs of the same job that this run swept before it started.
     pub swept_earlier_runs: Vec<RunId>,
+    /// Real traffic between instance containers, when asked for (`traffic`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<crate::traffic::TrafficReport>,
 }
 
 impl RunReport {
@@ -337,6 +344,7 @@ pub async fn run(plan: &Plan, target: &RunTarget, opts: &RunOptions) -> Result<R
         kept: false,
         calls_by_operation: Default::default(),
         swept_earlier_runs,
+        traffic: None,
     };
     tracing::info!("run {run_id}: building {} on {target_description}", plan.scenario);
 
@@ -493,8 +501,18 @@ async fn build_and_check(
     let clock = PhaseClock::start("checks", clients);
     let (results, reachability) = checks::run_checks_with_reachability(plan, &observed, &bindings, caps);
     report.checks = results;
-    report.reachability = Some(reachability);
     report.phases.push(clock.stop(clients));
+    if opts.traffic {
+        // The instances go before this returns, whatever happens (traffic::send); the
+        // teardown after it finds subnets free of them.
+        let clock = PhaseClock::start("traffic", clients);
+        let sent = crate::traffic::send(plan, clients, &observed, &bindings, &reachability, run_id).await;
+        report.phases.push(clock.stop(clients));
+        let sent = sent.map_err(|e| e.to_string())?;
+        report.checks.push(crate::traffic::check(&sent));
+        report.traffic = Some(sent);
+    }
+    report.reachability = Some(reachability);
     report.observed = Some(observed);
     Ok(())
 }

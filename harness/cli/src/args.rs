@@ -41,6 +41,7 @@ const EXAMPLES_RUN: &str = "Examples:
   $ microseg run --spec my-design.toml --target endpoint=http://127.0.0.1:4566 --wait 30s
   $ microseg run --scenario three-tier --target moto
   $ microseg run --scenario three-tier --target all-emulators
+  $ microseg run --variant hardened --target localemu --traffic
   $ microseg run --target aws --region eu-west-1 --allow-account 123456789012 --allow-region eu-west-1 --job eu-west-1-recipe --earlier-runs sweep";
 const EXAMPLES_PLAN: &str = "Examples:
   $ microseg plan --spec my-design.toml
@@ -350,6 +351,13 @@ pub struct RunArgs {
     /// Print the plan and stop; no API calls.
     #[arg(long)]
     pub dry_run: bool,
+    /// After the checks, place an instance container in each zone and send every intended
+    /// zone-to-zone flow and a sample of the closed ones as real TCP/UDP connections;
+    /// compare each with the reach evaluator. Only with --target localemu (it runs
+    /// instances as Docker containers then); needs Docker with NET_ADMIN, and root the
+    /// first time (the instance image is built offline with debootstrap).
+    #[arg(long)]
+    pub traffic: bool,
     /// Report format on stdout.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,

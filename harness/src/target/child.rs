@@ -93,6 +93,11 @@ impl EmulatorProcess {
         &self.dir
     }
 
+    /// Whether it is to be left running when stopped (`MICROSEG_KEEP=1`).
+    pub(crate) fn kept(&self) -> bool {
+        self.keep
+    }
+
     /// How it exited, if it has.
     pub(crate) fn exited(&mut self) -> Option<String> {
         match self.child.as_mut()?.try_wait() {

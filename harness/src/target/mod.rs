@@ -149,6 +149,9 @@ pub struct TargetOptions {
     pub supervisor: Option<PathBuf>,
     /// `reuse`: how long a reused emulator this invocation starts may stay unused.
     pub reuse_idle: Duration,
+    /// `localemu`: run EC2 instances as Docker containers, for real traffic
+    /// ([`crate::traffic`]); otherwise it keeps state only and never touches Docker.
+    pub localemu_containers: bool,
 }
 
 impl TargetOptions {
@@ -169,6 +172,7 @@ impl TargetOptions {
             reuse_probe: true,
             supervisor: None,
             reuse_idle: reuse::DEFAULT_IDLE,
+            localemu_containers: false,
         }
     }
 }
@@ -428,11 +432,14 @@ impl Target {
             }
             TargetKind::Moto | TargetKind::LocalEmu => {
                 let flavor = if kind == TargetKind::Moto { Flavor::Moto } else { Flavor::LocalEmu };
-                let emu = PyEmulator::start(flavor, opts.startup_timeout, opts.keep_emulator).await?;
+                let emu =
+                    PyEmulator::start_with(flavor, opts.startup_timeout, opts.keep_emulator, opts.localemu_containers)
+                        .await?;
                 let region = opts.region.clone().unwrap_or_else(|| DEFAULT_EMULATOR_REGION.into());
                 let desc = format!(
-                    "{flavor} {}, host process on {} (log {})",
+                    "{flavor} {}, host process{} on {} (log {})",
                     flavor.venv().version,
+                    if emu.ec2_docker() { " with instances as containers" } else { "" },
                     emu.endpoint(),
                     emu.log_path().display()
                 );

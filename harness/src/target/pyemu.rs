@@ -62,8 +62,9 @@ impl Flavor {
     }
 
     /// The command that runs it on `addr` (docs/EMULATOR.md, "moto 5.2.5 as a target",
-    /// "localemu 1.3.2 as a target").
-    fn command(self, venv: &Path, addr: std::net::SocketAddr, state: &Path) -> Command {
+    /// "localemu 1.3.2 as a target"); `ec2_docker` lets localemu run instances as
+    /// containers (docs/EMULATOR.md, "Real traffic through localemu").
+    fn command(self, venv: &Path, addr: std::net::SocketAddr, state: &Path, ec2_docker: bool) -> Command {
         match self {
             Flavor::Moto => {
                 let mut cmd = Command::new(venv.join("bin/moto_server"));
@@ -82,7 +83,15 @@ impl Flavor {
                     .env("LOCALEMU_VOLUME_DIR", state)
                     .env("FILESYSTEM_ROOT", state)
                     .env("DISABLE_EVENTS", "1")
-                    .env("SKIP_SSL_CERT_DOWNLOAD", "1")
+                    .env("SKIP_SSL_CERT_DOWNLOAD", "1");
+                if ec2_docker {
+                    // Instances as containers on the engine DOCKER_HOST names (or the
+                    // default socket). At start it removes every `localemu-*` container
+                    // and network on that engine: hence one at a time, under DOCKER_LOCK.
+                    cmd.env("EC2_VM_MANAGER", "docker");
+                    return cmd;
+                }
+                cmd
                     // State only, no Docker: with an engine it answers, localemu makes a
                     // Docker network per VPC, runs `docker run alpine` for host iptables
                     // (a registry pull) and removes "orphaned" resources of other
@@ -114,12 +123,56 @@ pub struct PyEmulator {
     pub venv_install: Duration,
     /// From spawn to the emulator's first good answer.
     pub start_to_ready: Duration,
+    /// localemu with instances as containers: the machine-wide [`DOCKER_LOCK`], held
+    /// until the process is gone and its Docker leftovers removed.
+    docker_lock: Option<std::fs::File>,
 }
+
+/// The lock file (under the cache directory) that keeps a second localemu with
+/// containers off the same machine while one runs: at start localemu removes every
+/// `localemu-*` container and network on the engine, another's included.
+pub const DOCKER_LOCK: &str = "localemu-docker.lock";
 
 impl PyEmulator {
     /// Builds the venv if needed, starts the emulator on a free loopback port and waits
     /// until it answers.
     pub async fn start(flavor: Flavor, startup_timeout: Duration, keep: bool) -> Result<PyEmulator, TargetError> {
+        PyEmulator::start_with(flavor, startup_timeout, keep, false).await
+    }
+
+    /// [`PyEmulator::start`], and for localemu with `ec2_docker`, with instances as
+    /// Docker containers: it waits for the machine-wide [`DOCKER_LOCK`] first, and
+    /// when it stops removes what localemu leaves on the engine (see
+    /// [`crate::traffic::sweep_docker`]). `ec2_docker` means nothing to moto.
+    pub async fn start_with(
+        flavor: Flavor,
+        startup_timeout: Duration,
+        keep: bool,
+        ec2_docker: bool,
+    ) -> Result<PyEmulator, TargetError> {
+        let ec2_docker = ec2_docker && flavor == Flavor::LocalEmu;
+        let docker_lock = if ec2_docker {
+            let path = python::cache_dir().join(DOCKER_LOCK);
+            Some(
+                tokio::task::spawn_blocking(move || -> Result<std::fs::File, TargetError> {
+                    if let Some(parent) = path.parent() {
+                        std::fs::create_dir_all(parent)
+                            .map_err(|e| TargetError::io("create the cache directory", parent, e))?;
+                    }
+                    let f = std::fs::File::create(&path)
+                        .map_err(|e| TargetError::io("create the localemu Docker lock", &path, e))?;
+                    if f.try_lock().is_err() {
+                        tracing::info!("waiting for another localemu with containers to stop ({})", path.display());
+                        f.lock().map_err(|e| TargetError::io("lock", &path, e))?;
+                    }
+                    Ok(f)
+                })
+                .await
+                .expect("locking does not panic")?,
+            )
+        } else {
+            None
+        };
         // Before the venv: a bad address is a usage error, not worth minutes of install.
         let listen = Listen::from_env()?;
         let spec = flavor.venv();
@@ -133,7 +186,7 @@ impl PyEmulator {
         let port = free_port(listen)?;
         let scratch = Scratch::new(flavor.name(), port)?;
         let (log_path, state_dir) = (scratch.log_path.clone(), scratch.dir.clone());
-        let mut cmd = flavor.command(&venv.dir, std::net::SocketAddr::new(listen.bind, port), &state_dir);
+        let mut cmd = flavor.command(&venv.dir, std::net::SocketAddr::new(listen.bind, port), &state_dir, ec2_docker);
         cmd.env(EMULATOR_DIR_ENV, &state_dir).env("TMPDIR", &state_dir).current_dir(&state_dir);
         let spawned = Instant::now();
         let process = EmulatorProcess::spawn(cmd, scratch, keep)
@@ -146,6 +199,7 @@ impl PyEmulator {
             log_path,
             venv_install: venv.install_time,
             start_to_ready: Duration::ZERO,
+            docker_lock,
         };
         match emu.wait_ready(startup_timeout).await {
             Ok(()) => {
@@ -212,9 +266,21 @@ impl PyEmulator {
         self.terminate();
     }
 
+    /// Whether localemu runs instances as containers.
+    pub fn ec2_docker(&self) -> bool {
+        self.docker_lock.is_some()
+    }
+
     fn terminate(&mut self) {
         let what = format!("{} at {}", self.flavor, self.endpoint());
+        let kept = self.process.kept();
         self.process.terminate(&what);
+        if self.docker_lock.is_some() && !kept {
+            // What localemu leaves behind even on a clean stop (its port-publishing
+            // bridge), and everything after a SIGKILL.
+            crate::traffic::sweep_docker();
+        }
+        self.docker_lock = None;
     }
 }
 
@@ -252,12 +318,12 @@ mod tests {
     #[test]
     fn each_emulator_is_told_to_listen_on_the_address_given() {
         let addr: std::net::SocketAddr = "127.0.0.1:45123".parse().unwrap();
-        let moto = Flavor::Moto.command(Path::new("/v"), addr, Path::new("/s"));
+        let moto = Flavor::Moto.command(Path::new("/v"), addr, Path::new("/s"), false);
         let args: Vec<String> = moto.get_args().map(|a| a.to_string_lossy().to_string()).collect();
         assert_eq!(moto.get_program(), "/v/bin/moto_server");
         assert_eq!(args, ["-H", "127.0.0.1", "-p", "45123"]);
         // localemu's default server binds every interface: hypercorn binds the one named.
-        let env = env_of(&Flavor::LocalEmu.command(Path::new("/v"), addr, Path::new("/s")));
+        let env = env_of(&Flavor::LocalEmu.command(Path::new("/v"), addr, Path::new("/s"), false));
         assert_eq!(env.get("GATEWAY_SERVER").map(String::as_str), Some("hypercorn"));
         assert_eq!(env.get("GATEWAY_LISTEN").map(String::as_str), Some("127.0.0.1:45123"));
     }
@@ -268,10 +334,26 @@ mod tests {
             Path::new("/v"),
             "127.0.0.1:1".parse().unwrap(),
             Path::new("/tmp/microseg-localemu-x"),
+            false,
         ));
         assert_eq!(env.get("EC2_VM_MANAGER").map(String::as_str), Some("none"));
         assert_eq!(env.get("DOCKER_HOST").map(String::as_str), Some("unix:///tmp/microseg-localemu-x/no-docker.sock"));
         assert_eq!(env.get("LOCALEMU_VOLUME_DIR").map(String::as_str), Some("/tmp/microseg-localemu-x"));
         assert_eq!(env.get("SERVICES").map(String::as_str), Some("ec2,iam,logs,cloudwatch,sts"));
+    }
+
+    #[test]
+    fn localemu_with_containers_reaches_the_engine_and_still_listens_on_loopback_only() {
+        let env = env_of(&Flavor::LocalEmu.command(
+            Path::new("/v"),
+            "127.0.0.1:2".parse().unwrap(),
+            Path::new("/tmp/microseg-localemu-y"),
+            true,
+        ));
+        assert_eq!(env.get("EC2_VM_MANAGER").map(String::as_str), Some("docker"));
+        // No DOCKER_HOST of ours: the caller's engine (or the default socket) serves.
+        assert_eq!(env.get("DOCKER_HOST"), None);
+        assert_eq!(env.get("GATEWAY_LISTEN").map(String::as_str), Some("127.0.0.1:2"));
+        assert_eq!(env.get("GATEWAY_SERVER").map(String::as_str), Some("hypercorn"));
     }
 }

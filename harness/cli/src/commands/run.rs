@@ -9,6 +9,7 @@ use microseg_harness::plan::Plan;
 use microseg_harness::report;
 use microseg_harness::run::{self, RunError, RunOptions, RunTarget};
 use microseg_harness::target::TargetKind;
+use microseg_harness::traffic;
 use microseg_harness::verdict::Verdict;
 
 use super::{count_resources, load_plan, print_report, progress, start_target, target_options};
@@ -33,9 +34,38 @@ pub(crate) async fn run(args: &RunArgs, quiet: bool) -> Result<(), CliError> {
         return Ok(());
     }
     if args.target.target == TargetKind::AllEmulators {
+        if args.traffic {
+            return Err(CliError::Usage(
+                "--traffic needs one target, localemu, not all-emulators\n(hint: microseg run --target localemu --traffic)"
+                    .into(),
+            ));
+        }
         return differential(args, &plan, quiet).await;
     }
-    let target = start_target(&target_options(&args.target), quiet).await?;
+    let mut target_opts = target_options(&args.target);
+    if args.traffic {
+        if args.target.target != TargetKind::LocalEmu {
+            return Err(CliError::Usage(format!(
+                "--traffic needs --target localemu, not {}: no other target runs instances as containers and enforces \
+                 their groups and NACLs\n(hint: microseg run --target localemu --traffic)",
+                args.target.target
+            )));
+        }
+        if args.keep {
+            return Err(CliError::Usage(
+                "--traffic removes its instances before the teardown and takes no --keep".into(),
+            ));
+        }
+        // Docker, NET_ADMIN and the image before the emulator: a missing one is said at once.
+        progress(quiet, "▸ checking Docker, NET_ADMIN and the instance image for real traffic…");
+        match traffic::preflight().await {
+            Ok(Some(built)) => progress(quiet, format!("  built {} in {:.0}s", traffic::IMAGE, built.as_secs_f64())),
+            Ok(None) => {}
+            Err(e) => return Err(CliError::TargetUnavailable(e.to_string())),
+        }
+        target_opts.localemu_containers = true;
+    }
+    let target = start_target(&target_opts, quiet).await?;
     progress(quiet, format!("▸ building {} ({}), checking, tearing down…", plan.scenario, plan.variant));
     if !quiet {
         terminal::start_spinner("build");
@@ -46,6 +76,7 @@ pub(crate) async fn run(args: &RunArgs, quiet: bool) -> Result<(), CliError> {
         job: args.job.clone(),
         earlier_runs: args.earlier_runs.into(),
         role_boundary: args.role_boundary.clone(),
+        traffic: args.traffic,
         ..Default::default()
     };
     let result = run::run(&plan, &RunTarget::from(&target), &run_opts).await;
