@@ -450,6 +450,8 @@ pub fn sweep_docker() {
 /// thread of its own if the future was dropped or panicked.
 struct Placed {
     clients: Clients,
+    /// The run whose tag every instance carries.
+    run_id: RunId,
     instances: Vec<PlacedInstance>,
     /// Instance ids launched whose container may exist even if the rest failed.
     launched: Vec<String>,
@@ -466,6 +468,11 @@ impl Placed {
     /// containers still there.
     async fn remove(mut self) -> Vec<String> {
         self.armed = false;
+        for id in tagged_instances(&self.clients, &self.run_id).await {
+            if !self.launched.contains(&id) {
+                self.launched.push(id);
+            }
+        }
         let containers = self.containers();
         if !containers.is_empty() {
             let mut args = vec!["rm", "-f"];
@@ -490,6 +497,29 @@ impl Placed {
     }
 }
 
+/// The run's instances still running, found by its tag: one whose RunInstances was in
+/// flight when the work stopped is known only there.
+async fn tagged_instances(clients: &Clients, run_id: &RunId) -> Vec<String> {
+    let filter = aws_sdk_ec2::types::Filter::builder()
+        .name(format!("tag:{}", crate::run_id::TAG_RUN_ID))
+        .values(run_id.as_str())
+        .build();
+    let state =
+        aws_sdk_ec2::types::Filter::builder().name("instance-state-name").values("pending").values("running").build();
+    match clients.ec2.describe_instances().filters(filter).filters(state).send().await {
+        Ok(out) => out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .filter_map(|i| i.instance_id().map(str::to_string))
+            .collect(),
+        Err(e) => {
+            tracing::warn!("traffic: listing the run's instances: {e}");
+            Vec::new()
+        }
+    }
+}
+
 async fn left_containers(containers: &[String]) -> Vec<String> {
     let mut left = Vec::new();
     for c in containers {
@@ -505,20 +535,24 @@ impl Drop for Placed {
         if !self.armed {
             return;
         }
-        let containers = self.containers();
-        if !containers.is_empty() {
-            let mut args = vec!["rm", "-f"];
-            args.extend(containers.iter().map(String::as_str));
-            docker_sync(&args);
-        }
-        let (clients, ids) = (self.clients.clone(), self.launched.clone());
-        if ids.is_empty() {
-            return;
-        }
+        let (clients, run_id, known) = (self.clients.clone(), self.run_id.clone(), self.launched.clone());
         // Drop may run inside the caller's runtime: a runtime of its own, on a thread.
         let joined = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
             rt.block_on(async {
+                let mut ids = known;
+                for id in tagged_instances(&clients, &run_id).await {
+                    if !ids.contains(&id) {
+                        ids.push(id);
+                    }
+                }
+                if ids.is_empty() {
+                    return;
+                }
+                let containers: Vec<String> = ids.iter().map(|i| format!("{CONTAINER_PREFIX}{i}")).collect();
+                let mut args = vec!["rm", "-f"];
+                args.extend(containers.iter().map(String::as_str));
+                docker_sync(&args);
                 if let Err(e) = clients.ec2.terminate_instances().set_instance_ids(Some(ids)).send().await {
                     tracing::error!("traffic: terminating the instances on drop: {e}");
                 }
@@ -526,7 +560,7 @@ impl Drop for Placed {
         })
         .join();
         if joined.is_err() {
-            tracing::error!("traffic: terminating the instances on drop panicked");
+            tracing::error!("traffic: removing the instances on drop panicked");
         }
     }
 }
@@ -1009,7 +1043,13 @@ pub async fn send(
     let (planned, out_of_scope) = plan_probes(plan, reach, &names);
     let sports = source_ports(&planned, &sites);
 
-    let mut placed = Placed { clients: clients.clone(), instances: Vec::new(), launched: Vec::new(), armed: true };
+    let mut placed = Placed {
+        clients: clients.clone(),
+        run_id: run_id.clone(),
+        instances: Vec::new(),
+        launched: Vec::new(),
+        armed: true,
+    };
     let started = Instant::now();
     let work = async {
         place(clients, run_id, plan, &sites, &mut placed).await?;
@@ -1182,6 +1222,177 @@ mod tests {
         let doc = include_str!("../../docs/EMULATOR.md");
         for d in EnforcementDivergence::ALL {
             assert!(doc.contains(&format!("`{}`", d.id())), "docs/EMULATOR.md does not name {}", d.id());
+        }
+    }
+
+    use microseg_reach::model::{Direction, NaclEntry, Peer, PortRange, Protocol, RuleAction, SgRule};
+    use microseg_reach::{Endpoint, Group, GroupPeer, GroupRule, Nacl, Network};
+
+    fn planned(class: ProtocolClass, port: u16, expected: bool) -> Planned {
+        Planned { from: 0, to: 1, class, port, intended: false, expected }
+    }
+
+    fn site(custom_nacl: bool) -> Site {
+        Site {
+            endpoint: String::new(),
+            subnet_id: String::new(),
+            groups: vec![],
+            evaluator_address: "10.0.1.10".parse().unwrap(),
+            custom_nacl,
+            ephemeral: PortRange { from: 1024, to: 65535 },
+        }
+    }
+
+    /// Two endpoints in two subnets, each NACL allowing everything both ways; the
+    /// client's group allows all egress, the server's group admits nothing.
+    fn two_subnets() -> Network {
+        let all = |direction| NaclEntry {
+            rule_number: 100,
+            direction,
+            protocol: Protocol::All,
+            ports: None,
+            cidr: "0.0.0.0/0".parse().unwrap(),
+            action: RuleAction::Allow,
+        };
+        let nacl = |n: &str| Nacl::new(n, [all(Direction::Ingress), all(Direction::Egress)]);
+        let egress = SgRule {
+            direction: Direction::Egress,
+            protocol: Protocol::All,
+            ports: None,
+            peer: Peer::Cidr("0.0.0.0/0".parse().unwrap()),
+        };
+        let client_group = Group {
+            name: "c".into(),
+            rules: vec![GroupRule { peer: GroupPeer::Cidr("0.0.0.0/0".parse().unwrap()), rule: egress }],
+        };
+        let server_group = Group { name: "s".into(), rules: vec![] };
+        let endpoint = |name: &str, addr: &str, i: usize| Endpoint {
+            name: name.into(),
+            addr: addr.parse().unwrap(),
+            internet: false,
+            subnet: Some(i),
+            nacl: Some(i),
+            groups: [i].into(),
+            internet_route: None,
+            problems: vec![],
+            ephemeral: None,
+        };
+        Network {
+            nacls: vec![nacl("a"), nacl("b")],
+            groups: vec![client_group, server_group],
+            endpoints: vec![endpoint("client", "10.0.1.10", 0), endpoint("server", "10.0.2.10", 1)],
+            ephemeral: PortRange { from: 1024, to: 65535 },
+        }
+    }
+
+    #[test]
+    fn a_connection_only_the_servers_group_blocks_is_the_nacl_bug_where_the_server_has_a_custom_nacl() {
+        let net = two_subnets();
+        let p = planned(ProtocolClass::Tcp, 5432, false);
+        // The server's subnet has a custom NACL: localemu's NACL chain accepts first.
+        assert_eq!(
+            explain(&p, true, &[site(true), site(true)], &net, 0, 1),
+            Agreement::Divergence(EnforcementDivergence::NaclAllowSkipsSecurityGroups)
+        );
+        // Only the client's subnet has one: the server's group chain decides, and it
+        // let the connection through: nothing named explains that.
+        assert!(matches!(explain(&p, true, &[site(true), site(false)], &net, 0, 1), Agreement::Disagrees(_)));
+        // Agreement either way round.
+        assert_eq!(explain(&p, false, &[site(true), site(true)], &net, 0, 1), Agreement::Agrees);
+        assert_eq!(
+            explain(&planned(ProtocolClass::Tcp, 5432, true), true, &[site(false), site(false)], &net, 0, 1),
+            Agreement::Agrees
+        );
+    }
+
+    #[test]
+    fn udp_53_through_a_group_that_admits_nothing_is_its_own_divergence() {
+        let net = two_subnets();
+        assert_eq!(
+            explain(&planned(ProtocolClass::Udp, 53, false), true, &[site(false), site(false)], &net, 0, 1),
+            Agreement::Divergence(EnforcementDivergence::Udp53AlwaysAllowed)
+        );
+        assert!(matches!(
+            explain(&planned(ProtocolClass::Udp, 54, false), true, &[site(false), site(false)], &net, 0, 1),
+            Agreement::Disagrees(_)
+        ));
+    }
+
+    #[test]
+    fn a_blocked_connection_the_evaluator_lets_through_is_never_explained_away() {
+        let net = two_subnets();
+        let got = explain(&planned(ProtocolClass::Tcp, 80, true), false, &[site(true), site(true)], &net, 0, 1);
+        assert_eq!(got, Agreement::Disagrees("blocked; the evaluator lets it through".into()));
+    }
+
+    #[test]
+    fn a_blocking_nacl_is_not_put_down_to_the_group_bug() {
+        // The server's NACL denies tcp/5432 before its allow: the evaluator blocks at the
+        // NACL, so a connection that passed is unexplained even with custom NACLs.
+        let mut net = two_subnets();
+        let deny = NaclEntry {
+            rule_number: 50,
+            direction: Direction::Ingress,
+            protocol: Protocol::Tcp,
+            ports: Some(PortRange::single(5432)),
+            cidr: "0.0.0.0/0".parse().unwrap(),
+            action: RuleAction::Deny,
+        };
+        let entries: Vec<NaclEntry> = [Direction::Ingress, Direction::Egress]
+            .into_iter()
+            .flat_map(|d| net.nacls[1].entries(d).to_vec())
+            .chain([deny])
+            .collect();
+        net.nacls[1] = Nacl::new("b", entries);
+        assert!(matches!(
+            explain(&planned(ProtocolClass::Tcp, 5432, false), true, &[site(true), site(true)], &net, 0, 1),
+            Agreement::Disagrees(_)
+        ));
+    }
+
+    #[test]
+    fn source_ports_are_the_ends_of_the_clients_range_never_a_listening_port_nor_used_twice() {
+        let p = |from, port| Planned {
+            from,
+            to: 1 - from,
+            class: ProtocolClass::Tcp,
+            port,
+            intended: true,
+            expected: true,
+        };
+        let probes = [p(0, 1024), p(0, 8080), p(1, 65535)];
+        let mut narrow = site(false);
+        narrow.ephemeral = PortRange { from: 32768, to: 60999 };
+        let ports = source_ports(&probes, &[site(false), narrow]);
+        // 1024 and 65535 listen (destination ports of probes): each end moves in by one,
+        // and the second probe of the same client takes the next ports in.
+        assert_eq!(ports, vec![[1025, 65534], [1026, 65533], [32768, 60999]]);
+    }
+
+    fn plan_of(name: &str) -> Plan {
+        let (spec, source) = crate::spec::load(name).expect("a shipped scenario");
+        Plan::from_spec(&spec, &source).expect("it plans")
+    }
+
+    #[test]
+    fn the_hardened_recipe_gets_its_ten_zone_flows_and_two_closed_ports_per_pair() {
+        // recipe-hardened.toml: 15 intents; 5 involve the internet (internet → dmz 80 and
+        // 443, web, app and database → internet 443); the other 10 are single-port flows
+        // between zones, all passing in the hardened design (docs/GUIDE.md).
+        let plan = plan_of("recipe-hardened");
+        let (observed, bindings) = crate::reach::designed(&plan);
+        let reach = crate::reach::analyse(&plan, &observed, &bindings);
+        let names: Vec<String> = ["dmz", "web", "app", "database", "management", "monitoring"].map(String::from).into();
+        let (probes, out_of_scope) = plan_probes(&plan, &reach, &names);
+        assert_eq!(out_of_scope.len(), 5, "{out_of_scope:?}");
+        let intended: Vec<&Planned> = probes.iter().filter(|p| p.intended).collect();
+        assert_eq!(intended.len(), 10);
+        assert!(intended.iter().all(|p| p.expected), "the hardened design lets every intended flow through");
+        let closed: Vec<&Planned> = probes.iter().filter(|p| !p.intended).collect();
+        assert_eq!(closed.len(), 6 * 5 * 2, "one TCP and one UDP port per ordered pair of the six zones");
+        for p in &closed {
+            let cell = reach.matrix.cell(&names[p.from], &names[p.to]).unwrap();
+            assert!(!cell.intended.iter().any(|s| s.protocol == p.class && s.ports.contains(p.port)));
         }
     }
 

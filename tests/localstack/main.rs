@@ -13,6 +13,8 @@ mod support;
 mod targets;
 // The self-started moto and localemu targets: probe, one run, nothing left running.
 mod emulators;
+// Real traffic between localemu's instance containers, compared with the evaluator.
+mod traffic;
 // The recipe end to end: build, checks, teardown on success, error, panic; keep + sweep.
 mod scenario;
 // Single mutations of a live deployment, each caught by the right finding.

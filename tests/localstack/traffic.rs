@@ -1,0 +1,223 @@
+//! Real traffic through localemu (issue #21 part 4; docs/EMULATOR.md, "Real traffic
+//! through localemu"): `run --traffic` places instance containers, sends real TCP and
+//! UDP connections, compares them with the evaluator cell by cell, names the NACL bug,
+//! and leaves no container, network or host iptables rule; a run dropped in the middle
+//! of placing its instances leaves none either.
+//!
+//! Needs Docker with NET_ADMIN, a Python ≥ 3.13 for localemu, and the instance image
+//! (built offline by `emulators/localemu/build-instance-image.sh`, which needs root the
+//! first time). Outside CI a missing one skips the test, saying which.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use microseg_harness::target::{Flavor, Target, TargetKind, TargetOptions, python};
+use microseg_harness::traffic;
+
+use crate::skip::skip;
+
+const SPEC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/traffic-nacl-before-groups.toml");
+
+fn sh(cmd: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// What is on the engine and in the host's firewall.
+#[derive(Debug)]
+struct Snapshot {
+    containers: BTreeSet<String>,
+    networks: BTreeSet<String>,
+    iptables: BTreeSet<String>,
+}
+
+fn snapshot() -> Snapshot {
+    let set = |s: String| s.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+    Snapshot {
+        containers: set(sh("docker", &["ps", "-a", "--format", "{{.Names}} {{.Image}}"])),
+        networks: set(sh("docker", &["network", "ls", "--format", "{{.Name}}"])),
+        // Rules only: no comments, no counters.
+        iptables: sh("iptables-save", &[])
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.starts_with(':'))
+            .map(String::from)
+            .collect(),
+    }
+}
+
+/// Nothing of localemu's is left, and every host rule added since `before` names only
+/// interfaces that still exist (tests running beside this one may add their own).
+fn assert_nothing_left(before: &Snapshot, what: &str) {
+    let after = snapshot();
+    let new_containers: Vec<&String> = after.containers.difference(&before.containers).collect();
+    let ours: Vec<&&String> =
+        new_containers.iter().filter(|c| c.starts_with("localemu-") || c.contains(traffic::IMAGE)).collect();
+    assert!(ours.is_empty(), "{what}: containers left: {ours:?}");
+    let nets: Vec<&String> =
+        after.networks.difference(&before.networks).filter(|n| n.starts_with("localemu-")).collect();
+    assert!(nets.is_empty(), "{what}: networks left: {nets:?}");
+    let links = sh("ip", &["-o", "link", "show"]);
+    let added: Vec<&String> = after.iptables.difference(&before.iptables).collect();
+    for rule in &added {
+        assert!(!rule.contains("localemu"), "{what}: host rule left: {rule}");
+        for iface in rule.split_whitespace().filter(|w| w.starts_with("br-")) {
+            assert!(links.contains(&format!(": {iface}")), "{what}: host rule for a bridge that is gone: {rule}");
+        }
+    }
+    eprintln!(
+        "{what}: containers, networks and host rules as before (host rules added meanwhile by others: {added:?})"
+    );
+}
+
+/// Whether traffic can run here; says why and skips (fails under CI) if not.
+async fn ready(test: &str) -> bool {
+    if let Err(e) = python::find_python_for(&Flavor::LocalEmu.venv()) {
+        skip(test, &format!("localemu needs a Python this machine lacks: {e}"));
+        return false;
+    }
+    match traffic::preflight().await {
+        Ok(built) => {
+            if let Some(d) = built {
+                eprintln!("built {} in {:.0} s", traffic::IMAGE, d.as_secs_f64());
+            }
+            true
+        }
+        Err(e) => {
+            skip(test, &format!("no real traffic here: {e}"));
+            false
+        }
+    }
+}
+
+/// The fixture's design, worked by hand (tests/fixtures/traffic-nacl-before-groups.toml):
+/// front and back have custom NACLs allowing TCP 1024-65535 within the VPC both ways; side
+/// is on the default NACL. Groups: front sends only 8080 (to back and side) and admits
+/// nothing; back admits 8080 from front and sends nothing; side admits 8080 from the VPC
+/// and sends anything. The closed ports sampled per ordered pair, in the order front,
+/// back, side, take turns through 22, 3306, 5432, 6379, 9200, 27017 (TCP) and 123, 161,
+/// 514, 1812, 5353 (UDP). So:
+/// - both intended flows pass, on AWS and on localemu;
+/// - every UDP probe and front → back tcp/22 die at a NACL (UDP, or a port below 1024);
+/// - front → side tcp/3306 and back → side tcp/6379 die at side's group, which localemu
+///   enforces (side has no custom NACL): agreement;
+/// - back → front tcp/5432, side → front tcp/9200 and side → back tcp/27017 are stopped
+///   on AWS by a group only, behind a custom NACL that allows them: localemu lets them
+///   through, the NACL bug.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_through_localemu_matches_the_evaluator_but_for_the_named_nacl_bug_and_leaves_nothing() {
+    let _t = crate::support::timer();
+    let test = "traffic_through_localemu_matches_the_evaluator_but_for_the_named_nacl_bug_and_leaves_nothing";
+    if !ready(test).await {
+        return;
+    }
+    let before = snapshot();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_microseg"))
+        .args(["run", "--quiet", "--spec", SPEC, "--target", "localemu", "--traffic", "--format", "json"])
+        .output()
+        .unwrap();
+    let text = crate::support::text(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    let t = &report["traffic"];
+
+    let instances = t["instances"].as_array().unwrap();
+    let placed: Vec<(&str, &str)> =
+        instances.iter().map(|i| (i["endpoint"].as_str().unwrap(), i["address"].as_str().unwrap())).collect();
+    assert_eq!(placed.len(), 3, "{placed:?}");
+    for (endpoint, address) in &placed {
+        let subnet = match *endpoint {
+            "front" => "10.30.1.",
+            "back" => "10.30.2.",
+            "side" => "10.30.3.",
+            other => panic!("unexpected endpoint {other}"),
+        };
+        assert!(address.starts_with(subnet), "{endpoint} at {address}, outside its subnet");
+    }
+    assert_eq!(t["nacls_reapplied"].as_array().unwrap().len(), 2, "front's and back's custom NACLs");
+
+    let probes = t["probes"].as_array().unwrap();
+    let key = |p: &serde_json::Value| {
+        format!(
+            "{} → {} {}/{}",
+            p["from"].as_str().unwrap(),
+            p["to"].as_str().unwrap(),
+            p["protocol"].as_str().unwrap(),
+            p["port"]
+        )
+    };
+    assert_eq!(
+        probes.len(),
+        14,
+        "2 intended, and 6 ordered pairs × TCP and UDP: {:#?}",
+        probes.iter().map(key).collect::<Vec<_>>()
+    );
+    let intended: BTreeSet<String> = probes.iter().filter(|p| p["intended"] == true).map(key).collect();
+    assert_eq!(intended, ["front → back tcp/8080", "front → side tcp/8080"].map(String::from).into());
+    for p in probes.iter().filter(|p| p["intended"] == true) {
+        assert_eq!((p["expected"].as_bool(), p["passed"].as_bool()), (Some(true), Some(true)), "{}", key(p));
+    }
+    let by_bug: BTreeSet<String> = probes
+        .iter()
+        .filter(|p| p["agreement"]["kind"] == "divergence")
+        .inspect(|p| assert_eq!(p["agreement"]["detail"], "nacl-allow-skips-security-groups", "{}", key(p)))
+        .map(key)
+        .collect();
+    assert_eq!(
+        by_bug,
+        ["back → front tcp/5432", "side → front tcp/9200", "side → back tcp/27017"].map(String::from).into(),
+        "{text}"
+    );
+    for p in probes.iter().filter(|p| p["agreement"]["kind"] != "divergence") {
+        assert_eq!(p["agreement"]["kind"], "agrees", "{}: {p}", key(p));
+    }
+    for p in probes.iter().filter(|p| p["intended"] == false && !by_bug.contains(&key(p))) {
+        assert_eq!(p["passed"], false, "{} is closed on AWS and on localemu", key(p));
+    }
+    let check = report["checks"].as_array().unwrap().iter().find(|c| c["id"] == "traffic").expect("a traffic check");
+    assert_eq!(check["status"], "divergence");
+    assert_eq!(check["divergences"], serde_json::json!(["nacl-allow-skips-security-groups"]));
+    assert_eq!(t["leftovers"], serde_json::json!([]));
+    assert_eq!(t["out_of_scope"], serde_json::json!([]));
+    assert_nothing_left(&before, "after a run with traffic");
+
+    // The same run through the library, dropped as soon as its first instance container
+    // exists (as a panic or a test's timeout would drop it): the instances' guard and
+    // the run's teardown guard remove everything, and the emulator's stop what is left.
+    let before = snapshot();
+    let mut opts = TargetOptions::new(TargetKind::LocalEmu);
+    opts.localemu_containers = true;
+    opts.startup_timeout = Duration::from_secs(600);
+    let ledgers = crate::support::ledger_dir();
+    opts.ledger_dir = Some(ledgers.path().to_path_buf());
+    let target = Target::start(&opts).await.expect("localemu with containers");
+    let (spec, source) = microseg_harness::spec::load_file(std::path::Path::new(SPEC)).unwrap();
+    let plan = microseg_harness::plan::Plan::from_spec(&spec, &source).unwrap();
+    let run_opts = microseg_harness::run::RunOptions {
+        traffic: true,
+        no_signal_handler: true,
+        ledger_dir: Some(ledgers.path().to_path_buf()),
+        ..Default::default()
+    };
+    let run_target = microseg_harness::run::RunTarget::from(&target);
+    let run = microseg_harness::run::run(&plan, &run_target, &run_opts);
+    let first_container = async {
+        loop {
+            let ids = sh("docker", &["ps", "-q", "--filter", &format!("ancestor={}", traffic::IMAGE)]);
+            if !ids.trim().is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let appeared = tokio::select! {
+        r = run => panic!("the run ended before any instance container appeared: {:?}", r.map(|r| r.verdict())),
+        a = tokio::time::timeout(Duration::from_secs(120), first_container) => a.is_ok(),
+    };
+    assert!(appeared, "no instance container within 120 s");
+    // Dropped: the guards did their work synchronously, before select! returned; an
+    // instance whose RunInstances was still in flight is found by the run's tag.
+    let left = sh("docker", &["ps", "-aq", "--filter", &format!("ancestor={}", traffic::IMAGE)]);
+    assert!(left.trim().is_empty(), "containers left by the dropped run before the emulator stopped: {left}");
+    target.stop().await;
+    assert_nothing_left(&before, "after a run dropped while placing");
+}
