@@ -27,7 +27,7 @@ use crate::teardown::{self, Backoff, TeardownReport};
 use crate::verdict::Verdict;
 
 /// Tracing target of the "a phase starts" events (field `phase`: `build`, `observe`,
-/// `checks`, `teardown`, `inventory`). A front end that shows progress listens for it;
+/// `checks`, `traffic` when asked for, `teardown`, `inventory`). A front end that shows progress listens for it;
 /// the engine draws nothing itself.
 pub const PHASE_TARGET: &str = "microseg::phase";
 
@@ -95,7 +95,7 @@ impl From<&Target> for RunTarget {
 /// Wall time and API calls of one phase.
 #[derive(Debug, Clone, Serialize)]
 pub struct Phase {
-    /// `build`, `observe`, `teardown`, `inventory`.
+    /// `build`, `observe`, `checks`, `traffic` (with [`RunOptions::traffic`]), `teardown`, `inventory`.
     pub name: String,
     /// Wall time.
     #[serde(serialize_with = "ser_ms")]
