@@ -249,3 +249,23 @@ fn bad_flags_are_usage_errors_before_any_call() {
     }
     assert_eq!(counter.connections(), 0);
 }
+
+/// `--traffic` runs only on localemu (docs/GUIDE.md, "Real traffic"): on any other target,
+/// or with `--keep`, it is a usage error before any emulator starts or any call is made.
+#[test]
+fn traffic_on_another_target_or_with_keep_is_a_usage_error_before_any_call() {
+    let counter = Counter::new();
+    let endpoint = format!("endpoint={}", counter.url());
+    for (args, says) in [
+        (vec!["run", "--traffic", "--target", endpoint.as_str()], "--traffic needs --target localemu"),
+        (vec!["run", "--traffic", "--target", "moto"], "--traffic needs --target localemu, not moto"),
+        (vec!["run", "--traffic", "--target", "all-emulators"], "--traffic needs one target, localemu"),
+        (vec!["run", "--traffic", "--target", "localemu", "--keep"], "takes no --keep"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_microseg")).args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(exit::USAGE), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    assert_eq!(counter.connections(), 0);
+}
