@@ -423,24 +423,42 @@ pub async fn preflight() -> Result<Option<Duration>, TrafficError> {
 /// containers of [`IMAGE`], every `localemu-vpc-*` network without containers, and its
 /// port-publishing bridge (which it never removes, even on a clean stop). Called when
 /// such an emulator stops, holding the lock that keeps any other off the engine.
-/// Best effort; failures are logged.
-pub fn sweep_docker() {
-    if let Some(ids) = docker_sync(&["ps", "-aq", "--filter", &format!("ancestor={IMAGE}")]) {
-        for id in lines(&ids) {
-            tracing::warn!("removing instance container {id} left by localemu");
-            docker_sync(&["rm", "-f", &id]);
+/// Best effort; failures are logged. Returns what it removed.
+pub fn sweep_docker() -> Vec<String> {
+    let mut removed = Vec::new();
+    if let Some(ids) =
+        docker_sync(&["ps", "-a", "--format", "{{.ID}} {{.Names}}", "--filter", &format!("ancestor={IMAGE}")])
+    {
+        for line in lines(&ids) {
+            let (id, name) = line.split_once(' ').unwrap_or((line.as_str(), ""));
+            if docker_sync(&["rm", "-f", id]).is_some() {
+                tracing::warn!("removed instance container {name} left by localemu");
+                removed.push(format!("container {name}"));
+            }
         }
     }
     if let Some(nets) = docker_sync(&["network", "ls", "--format", "{{.Name}}"]) {
         for n in lines(&nets) {
-            if n.starts_with(VPC_NETWORK_PREFIX) || n == PUBPORT_NETWORK {
-                // Fails (and is left) while another container still uses it.
-                if docker_sync(&["network", "rm", &n]).is_some() {
-                    tracing::debug!("removed network {n} left by localemu");
-                }
+            // `network rm` fails (and the network stays) while a container still uses it.
+            if (n.starts_with(VPC_NETWORK_PREFIX) || n == PUBPORT_NETWORK)
+                && docker_sync(&["network", "rm", &n]).is_some()
+            {
+                tracing::debug!("removed network {n} left by localemu");
+                removed.push(format!("network {n}"));
             }
         }
     }
+    removed
+}
+
+/// [`sweep_docker`], unless a localemu with instances as containers runs on this machine
+/// (it holds [`crate::target::pyemu::DOCKER_LOCK`]): then `None`, and nothing is
+/// touched. For `sweep --abandoned`, after a microseg was killed mid-traffic (its
+/// localemu died with it and removed nothing).
+pub fn sweep_docker_if_idle() -> Option<Vec<String>> {
+    let lock = crate::target::pyemu::open_docker_lock().ok()?;
+    lock.try_lock().ok()?;
+    Some(sweep_docker())
 }
 
 // ---------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 //! through localemu"): `run --traffic` places instance containers, sends real TCP and
 //! UDP connections, compares them with the evaluator cell by cell, names the NACL bug,
 //! and leaves no container, network or host iptables rule; a run dropped in the middle
-//! of placing its instances leaves none either.
+//! of placing its instances leaves none either, and what a SIGKILLed one leaves,
+//! `sweep --abandoned` removes.
 //!
 //! Needs Docker with NET_ADMIN, a Python ≥ 3.13 for localemu, and the instance image
 //! (built offline by `emulators/localemu/build-instance-image.sh`, which needs root the
@@ -21,6 +22,12 @@ const SPEC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/traffic-
 fn sh(cmd: &str, args: &[&str]) -> String {
     let out = std::process::Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Instance containers (not the preflight's short-lived NET_ADMIN check, of the same
+/// image), running or not.
+fn instance_containers() -> String {
+    sh("docker", &["ps", "-aq", "--filter", &format!("ancestor={}", traffic::IMAGE), "--filter", "name=localemu-ec2-"])
 }
 
 /// What is on the engine and in the host's firewall.
@@ -202,7 +209,7 @@ async fn traffic_through_localemu_matches_the_evaluator_but_for_the_named_nacl_b
     let run = microseg_harness::run::run(&plan, &run_target, &run_opts);
     let first_container = async {
         loop {
-            let ids = sh("docker", &["ps", "-q", "--filter", &format!("ancestor={}", traffic::IMAGE)]);
+            let ids = instance_containers();
             if !ids.trim().is_empty() {
                 return;
             }
@@ -216,8 +223,52 @@ async fn traffic_through_localemu_matches_the_evaluator_but_for_the_named_nacl_b
     assert!(appeared, "no instance container within 120 s");
     // Dropped: the guards did their work synchronously, before select! returned; an
     // instance whose RunInstances was still in flight is found by the run's tag.
-    let left = sh("docker", &["ps", "-aq", "--filter", &format!("ancestor={}", traffic::IMAGE)]);
+    let left = instance_containers();
     assert!(left.trim().is_empty(), "containers left by the dropped run before the emulator stopped: {left}");
     target.stop().await;
     assert_nothing_left(&before, "after a run dropped while placing");
+
+    // A microseg SIGKILLed while placing: its localemu dies with it (PR_SET_PDEATHSIG)
+    // and removes nothing, so the instance containers and localemu's networks stay until
+    // `sweep --abandoned` removes them. The killed run gets a cache dir of its own (its
+    // ledger stays there; the venv is linked in), the sweep another, empty one: only the
+    // Docker side is at stake here.
+    let before = snapshot();
+    let run_cache = tempfile::tempdir().unwrap();
+    let venv = python::venv_dir_for(
+        &Flavor::LocalEmu.venv(),
+        &python::find_python_for(&Flavor::LocalEmu.venv()).expect("checked above"),
+    );
+    std::os::unix::fs::symlink(&venv, run_cache.path().join(venv.file_name().unwrap())).unwrap();
+    let mut killed = std::process::Command::new(env!("CARGO_BIN_EXE_microseg"))
+        .args(["run", "--quiet", "--spec", SPEC, "--target", "localemu", "--traffic"])
+        .env("MICROSEG_CACHE_DIR", run_cache.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let appeared = tokio::time::timeout(Duration::from_secs(120), async {
+        while instance_containers().trim().is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .is_ok();
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    assert!(appeared, "no instance container within 120 s");
+    let left = instance_containers();
+    assert!(!left.trim().is_empty(), "the killed run's containers should outlive it, for the sweep to remove");
+    let sweep_cache = tempfile::tempdir().unwrap();
+    // The lock is free once the killed run's localemu is gone (the kernel kills it at once).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_microseg"))
+        .args(["sweep", "--abandoned"])
+        .env("MICROSEG_CACHE_DIR", sweep_cache.path())
+        .output()
+        .unwrap();
+    let said = crate::support::text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("removed container localemu-ec2-i-"), "{said}");
+    assert!(said.contains("removed network localemu-vpc-vpc-"), "{said}");
+    assert_nothing_left(&before, "after a killed run and sweep --abandoned");
 }

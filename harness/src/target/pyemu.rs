@@ -128,10 +128,24 @@ pub struct PyEmulator {
     docker_lock: Option<std::fs::File>,
 }
 
-/// The lock file (under the cache directory) that keeps a second localemu with
-/// containers off the same machine while one runs: at start localemu removes every
-/// `localemu-*` container and network on the engine, another's included.
-pub const DOCKER_LOCK: &str = "localemu-docker.lock";
+/// The lock that keeps a second localemu with containers off the machine while one runs:
+/// at start localemu removes every `localemu-*` container and network on the engine,
+/// another's included. Machine-wide, like the engine: in `/var/tmp`, not in a user's
+/// cache or `TMPDIR`.
+pub const DOCKER_LOCK: &str = "/var/tmp/microseg-localemu-docker.lock";
+
+/// Opens [`DOCKER_LOCK`] (created world-writable by whoever comes first; read-only is
+/// enough to lock it).
+pub fn open_docker_lock() -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::OpenOptions::new().read(true).append(true).create(true).open(DOCKER_LOCK) {
+        Ok(f) => {
+            let _ = f.set_permissions(std::fs::Permissions::from_mode(0o666));
+            Ok(f)
+        }
+        Err(_) => std::fs::File::open(DOCKER_LOCK),
+    }
+}
 
 impl PyEmulator {
     /// Builds the venv if needed, starts the emulator on a free loopback port and waits
@@ -152,18 +166,14 @@ impl PyEmulator {
     ) -> Result<PyEmulator, TargetError> {
         let ec2_docker = ec2_docker && flavor == Flavor::LocalEmu;
         let docker_lock = if ec2_docker {
-            let path = python::cache_dir().join(DOCKER_LOCK);
             Some(
                 tokio::task::spawn_blocking(move || -> Result<std::fs::File, TargetError> {
-                    if let Some(parent) = path.parent() {
-                        std::fs::create_dir_all(parent)
-                            .map_err(|e| TargetError::io("create the cache directory", parent, e))?;
-                    }
-                    let f = std::fs::File::create(&path)
-                        .map_err(|e| TargetError::io("create the localemu Docker lock", &path, e))?;
+                    let path = Path::new(DOCKER_LOCK);
+                    let f =
+                        open_docker_lock().map_err(|e| TargetError::io("open the localemu Docker lock", path, e))?;
                     if f.try_lock().is_err() {
-                        tracing::info!("waiting for another localemu with containers to stop ({})", path.display());
-                        f.lock().map_err(|e| TargetError::io("lock", &path, e))?;
+                        tracing::info!("waiting for another localemu with containers to stop ({DOCKER_LOCK})");
+                        f.lock().map_err(|e| TargetError::io("lock", path, e))?;
                     }
                     Ok(f)
                 })

@@ -5,6 +5,7 @@ use crate::out::{errln, outln};
 use microseg_harness::ledger;
 use microseg_harness::sweep::{self, Selection};
 use microseg_harness::target::{Target, TargetKind};
+use microseg_harness::traffic;
 
 use super::{start_target, target_options};
 use crate::args::{SweepArgs, TargetArgs};
@@ -73,6 +74,14 @@ async fn sweep_target(args: &TargetArgs, quiet: bool) -> Result<Target, CliError
 /// marks the ledger done once the run's inventory is empty. Every run is tried; the last
 /// failure decides the exit code.
 async fn sweep_abandoned(args: &SweepArgs, quiet: bool) -> Result<(), CliError> {
+    // A microseg killed during `run --traffic` leaves instance containers and localemu's
+    // networks on the engine (its localemu died with it): removed here unless a localemu
+    // with containers is running now.
+    if let Some(removed) = tokio::task::spawn_blocking(traffic::sweep_docker_if_idle).await.unwrap_or_default() {
+        for r in &removed {
+            outln!("removed {r}, left by a killed run --traffic");
+        }
+    }
     let ledgers = ledger::abandoned(&ledger::runs_dir());
     if ledgers.is_empty() {
         outln!("no abandoned ledgers in {}", ledger::runs_dir().display());
