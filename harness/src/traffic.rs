@@ -17,7 +17,7 @@
 //!
 //! Everything placed is removed before [`send`] returns, whatever happens: the
 //! containers are killed, the instances terminated through the API and the containers'
-//! absence checked; a panic or a dropped future leaves it to [`Placed`]'s `Drop`. What
+//! absence checked; a panic or a dropped future leaves it to the instance guard's `Drop`. What
 //! localemu itself leaves on the engine goes when the emulator stops ([`sweep_docker`]).
 //! docs/EMULATOR.md, "Real traffic through localemu", has the measured facts.
 
@@ -1045,8 +1045,14 @@ fn explain(
     }
 }
 
-/// Places one instance per endpoint of the evaluator inside the VPC, sends the probes,
-/// compares, and removes the instances (whatever happened in between).
+/// Places one instance per endpoint of the evaluator inside the VPC (one after another:
+/// localemu resolves group references to members' addresses as each instance joins),
+/// re-associates each custom NACL so localemu builds its chains, sends the probes
+/// (a failure that disagrees with the evaluator is tried again once),
+/// compares each with the evaluator's matrix, and removes the instances before it
+/// returns, whatever happened in between: explicitly on success and on error, by
+/// the instance guard's `Drop` when the future is dropped or unwinds. Needs the target to be
+/// localemu with instances as containers ([`TrafficError::NoContainer`] otherwise).
 pub async fn send(
     plan: &Plan,
     clients: &Clients,
