@@ -95,6 +95,14 @@ if ! command -v debootstrap >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
   }
 fi
+# Debian's release key, which a non-Debian host (an Ubuntu CI runner) lacks.
+if [ ! -r /usr/share/keyrings/debian-archive-keyring.gpg ]; then
+  log "installing debian-archive-keyring"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debian-archive-keyring >/dev/null 2>&1 || {
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debian-archive-keyring >/dev/null
+  }
+fi
 mirror="${MICROSEG_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 keyring=()
 [ -r /usr/share/keyrings/debian-archive-keyring.gpg ] && keyring=(--keyring=/usr/share/keyrings/debian-archive-keyring.gpg)

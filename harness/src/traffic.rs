@@ -420,21 +420,25 @@ pub async fn preflight() -> Result<Option<Duration>, TrafficError> {
 }
 
 /// Removes what a localemu with instances as containers leaves on the engine: the
-/// containers of [`IMAGE`], every `localemu-vpc-*` network without containers, and its
-/// port-publishing bridge (which it never removes, even on a clean stop). Called when
+/// containers of [`IMAGE`] and every container localemu labels `localemu.service` (its
+/// IMDS sidecars and NAT gateways, where their images can be pulled), every
+/// `localemu-vpc-*` network without containers, and its port-publishing bridge (which it
+/// never removes, even on a clean stop). localemu removes the same at its own start. Called when
 /// such an emulator stops, holding the lock that keeps any other off the engine.
 /// Best effort; failures are logged. Returns what it removed.
 pub fn sweep_docker() -> Vec<String> {
     let mut removed = Vec::new();
-    if let Some(ids) =
-        docker_sync(&["ps", "-a", "--format", "{{.ID}} {{.Names}}", "--filter", &format!("ancestor={IMAGE}")])
-    {
-        for line in lines(&ids) {
-            let (id, name) = line.split_once(' ').unwrap_or((line.as_str(), ""));
-            if docker_sync(&["rm", "-f", id]).is_some() {
-                tracing::warn!("removed instance container {name} left by localemu");
-                removed.push(format!("container {name}"));
-            }
+    let mut found = BTreeSet::new();
+    for filter in [format!("ancestor={IMAGE}"), "label=localemu.service".to_string()] {
+        if let Some(ids) = docker_sync(&["ps", "-a", "--format", "{{.ID}} {{.Names}}", "--filter", &filter]) {
+            found.extend(lines(&ids));
+        }
+    }
+    for line in found {
+        let (id, name) = line.split_once(' ').unwrap_or((line.as_str(), ""));
+        if docker_sync(&["rm", "-f", id]).is_some() {
+            tracing::warn!("removed container {name} left by localemu");
+            removed.push(format!("container {name}"));
         }
     }
     if let Some(nets) = docker_sync(&["network", "ls", "--format", "{{.Name}}"]) {
