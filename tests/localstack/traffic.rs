@@ -232,9 +232,11 @@ async fn traffic_through_localemu_matches_the_evaluator_but_for_the_named_nacl_b
     // and removes nothing, so the instance containers and localemu's networks stay until
     // `sweep --abandoned` removes them. The killed run gets a cache dir of its own (its
     // ledger stays there; the venv is linked in), the sweep another, empty one: only the
-    // Docker side is at stake here.
+    // Docker side is at stake here. It also gets a temp dir of its own: nothing removes
+    // the scratch dir of an emulator whose microseg was SIGKILLed, and the test's owns it.
     let before = snapshot();
     let run_cache = tempfile::tempdir().unwrap();
+    let run_tmp = tempfile::tempdir().unwrap();
     let venv = python::venv_dir_for(
         &Flavor::LocalEmu.venv(),
         &python::find_python_for(&Flavor::LocalEmu.venv()).expect("checked above"),
@@ -243,6 +245,7 @@ async fn traffic_through_localemu_matches_the_evaluator_but_for_the_named_nacl_b
     let mut killed = std::process::Command::new(env!("CARGO_BIN_EXE_microseg"))
         .args(["run", "--quiet", "--spec", SPEC, "--target", "localemu", "--traffic"])
         .env("MICROSEG_CACHE_DIR", run_cache.path())
+        .env("TMPDIR", run_tmp.path())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
