@@ -232,8 +232,9 @@ async fn traffic_through_localemu_matches_the_evaluator_but_for_the_named_nacl_b
     // and removes nothing, so the instance containers and localemu's networks stay until
     // `sweep --abandoned` removes them. The killed run gets a cache dir of its own (its
     // ledger stays there; the venv is linked in), the sweep another, empty one: only the
-    // Docker side is at stake here. It also gets a temp dir of its own: nothing removes
-    // the scratch dir of an emulator whose microseg was SIGKILLed, and the test's owns it.
+    // Docker side is at stake here. It also gets a temp dir of its own, which the sweep
+    // is given too: the killed localemu's scratch dir is left there, and the sweep must
+    // remove it.
     let before = snapshot();
     let run_cache = tempfile::tempdir().unwrap();
     let run_tmp = tempfile::tempdir().unwrap();
@@ -267,11 +268,20 @@ async fn traffic_through_localemu_matches_the_evaluator_but_for_the_named_nacl_b
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_microseg"))
         .args(["sweep", "--abandoned"])
         .env("MICROSEG_CACHE_DIR", sweep_cache.path())
+        .env("TMPDIR", run_tmp.path())
         .output()
         .unwrap();
     let said = crate::support::text(&out);
     assert_eq!(out.status.code(), Some(0), "{said}");
     assert!(said.contains("removed container localemu-ec2-i-"), "{said}");
     assert!(said.contains("removed network localemu-vpc-vpc-"), "{said}");
+    let scratch_left: Vec<String> = std::fs::read_dir(run_tmp.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("microseg-localemu-"))
+        .collect();
+    assert!(scratch_left.is_empty(), "the killed run's scratch dir survived the sweep: {scratch_left:?}\n{said}");
+    assert!(said.contains("the scratch dir of an emulator whose microseg was killed"), "{said}");
     assert_nothing_left(&before, "after a killed run and sweep --abandoned");
 }

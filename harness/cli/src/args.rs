@@ -420,7 +420,9 @@ pub struct SweepArgs {
     /// region, those of other people and of running jobs included.
     #[arg(long)]
     pub yes_delete_all_runs: bool,
-    /// Sweep the runs whose on-disk ledgers were left by killed processes.
+    /// Sweep the runs whose on-disk ledgers were left by killed processes; also remove
+    /// the scratch dirs of emulators whose microseg was killed, and what a killed
+    /// `run --traffic` left on the Docker engine.
     #[arg(long, conflicts_with_all = ["run_id", "older_than", "all"])]
     pub abandoned: bool,
 }

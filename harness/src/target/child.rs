@@ -3,6 +3,11 @@
 //! its own so that stopping it stops everything it started, death with us even by
 //! SIGKILL (`PR_SET_PDEATHSIG`) unless it is to be kept, the reaper for a process kept in
 //! a `static`, and a stop that sends SIGTERM, waits out a grace period, then SIGKILL.
+//!
+//! Only a SIGKILL of microseg itself skips the stop, and with it the removal of the
+//! scratch directory (the emulator dies with us, its directory does not). Each scratch
+//! directory therefore names its emulator's pid in [`OWNER_FILE`], and
+//! [`remove_orphaned_scratch`] (`sweep --abandoned`) removes those whose emulator is gone.
 
 use std::fs;
 use std::os::unix::process::CommandExt;
@@ -18,6 +23,12 @@ use super::reaper::{self, Reapable, Ticket};
 
 /// How long an emulator gets to exit after SIGTERM before SIGKILL.
 const GRACE: Duration = Duration::from_secs(5);
+
+/// The file in a scratch directory that holds its emulator's pid, written at spawn.
+pub const OWNER_FILE: &str = ".microseg-owner";
+
+/// The emulators whose scratch directories are named `microseg-<name>-…` in the temp dir.
+const SCRATCH_NAMES: [&str; 3] = ["localstack", "moto", "localemu"];
 
 /// One start's log file (under the cache's `logs/`) and scratch directory (in the temp
 /// dir, `microseg-<name>-…`, which CI's leak check looks for).
@@ -78,6 +89,11 @@ impl EmulatorProcess {
             }
         }
         let child = spawn_on_keeper(cmd)?;
+        // Best effort: without it a SIGKILL of ours leaves the directory to be removed by
+        // hand, which is all that is at stake.
+        if let Err(e) = fs::write(scratch.dir.join(OWNER_FILE), child.id().to_string()) {
+            tracing::debug!("writing {}: {e}", scratch.dir.join(OWNER_FILE).display());
+        }
         let ticket = reaper::register(Reapable::ProcessGroup(child.id() as i32));
         let dir_ticket = reaper::register(Reapable::Dir(scratch.dir.clone()));
         Ok(EmulatorProcess { child: Some(child), dir: scratch.dir, ticket, dir_ticket, keep })
@@ -138,6 +154,57 @@ impl EmulatorProcess {
     }
 }
 
+/// Removes the scratch directories in `temp_dir` whose emulator is gone: those that
+/// [`OWNER_FILE`] says belonged to a process that no longer exists, which only happens
+/// when the microseg that started it was SIGKILLed. A directory without the file (an
+/// emulator being started this instant, or an older microseg's) or whose pid is alive
+/// is left alone; so is anything not named `microseg-<emulator>-…`. Returns what it
+/// removed.
+pub fn remove_orphaned_scratch(temp_dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(temp_dir) else { return Vec::new() };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !SCRATCH_NAMES.iter().any(|e| name.starts_with(&format!("microseg-{e}-"))) {
+            continue;
+        }
+        let dir = entry.path();
+        let Ok(owner) = fs::read_to_string(dir.join(OWNER_FILE)) else { continue };
+        let Ok(pid) = owner.trim().parse::<i32>() else { continue };
+        if pid <= 0 || process_exists(pid) {
+            continue;
+        }
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => removed.push(dir),
+            Err(e) => tracing::warn!("removing the orphaned scratch dir {}: {e}", dir.display()),
+        }
+    }
+    removed.sort();
+    removed
+}
+
+/// Whether the emulator whose process group `pgid` leads still runs: its leader, or any
+/// process of its group, exists and is not a zombie. A zombie does not count: the leader
+/// SIGKILLed with us is reparented to PID 1, which may take its time to reap it.
+fn process_exists(pgid: i32) -> bool {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        // No procfs: signal 0 says whether the pid exists at all.
+        // SAFETY: signal 0 only checks that the pid exists and may be signalled.
+        let r = unsafe { libc::kill(pgid, 0) };
+        return r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    };
+    entries.flatten().any(|e| {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { return false };
+        let Ok(stat) = fs::read_to_string(e.path().join("stat")) else { return false };
+        // `pid (comm) state ppid pgrp …`; comm may hold spaces and parentheses.
+        let mut fields = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("").split_whitespace();
+        let state = fields.next();
+        let pgrp = fields.nth(1).and_then(|f| f.parse::<i32>().ok());
+        state != Some("Z") && (pid == pgid || pgrp == Some(pgid))
+    })
+}
+
 type SpawnJob = (Command, mpsc::Sender<std::io::Result<Child>>);
 
 /// Spawns on a thread that lives as long as the process. `PR_SET_PDEATHSIG` fires when
@@ -164,4 +231,62 @@ fn spawn_on_keeper(cmd: Command) -> std::io::Result<Child> {
         .send((cmd, reply))
         .map_err(|_| std::io::Error::other("spawner thread is gone"))?;
     result.recv().map_err(|_| std::io::Error::other("spawner thread is gone"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pid that existed and is gone: a child that exited and was reaped.
+    fn dead_pid() -> u32 {
+        let mut c = Command::new("true").spawn().unwrap();
+        let pid = c.id();
+        c.wait().unwrap();
+        pid
+    }
+
+    fn scratch(root: &Path, name: &str, owner: Option<String>) -> PathBuf {
+        let dir = root.join(name);
+        fs::create_dir_all(dir.join("state")).unwrap();
+        fs::write(dir.join("state/data"), "x").unwrap();
+        if let Some(owner) = owner {
+            fs::write(dir.join(OWNER_FILE), owner).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn only_scratch_dirs_whose_emulator_is_gone_are_removed() {
+        let root = tempfile::tempdir().unwrap();
+        let dead = dead_pid().to_string();
+        let alive = std::process::id().to_string();
+        // A leader killed with us and not yet reaped by PID 1 is a zombie: gone too.
+        let mut zombie = Command::new("true").spawn().unwrap();
+        let zombie_pid = zombie.id();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !fs::read_to_string(format!("/proc/{zombie_pid}/stat")).unwrap().contains(") Z ") {
+            assert!(Instant::now() < deadline, "`true` did not exit in 10 s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let orphan_zombie = scratch(root.path(), "microseg-localemu-z0", Some(zombie_pid.to_string()));
+        let orphan_moto = scratch(root.path(), "microseg-moto-a1", Some(dead.clone()));
+        let orphan_localstack = scratch(root.path(), "microseg-localstack-b2", Some(dead.clone()));
+        let running = scratch(root.path(), "microseg-localemu-c3", Some(alive));
+        let starting = scratch(root.path(), "microseg-localemu-d4", None);
+        let garbled = scratch(root.path(), "microseg-moto-e5", Some("not a pid".into()));
+        let foreign = scratch(root.path(), "microseg-ci.f6", Some(dead.clone()));
+        let other = scratch(root.path(), "someone-else", Some(dead));
+
+        let removed = remove_orphaned_scratch(root.path());
+        zombie.wait().unwrap();
+
+        assert_eq!(removed, vec![orphan_zombie.clone(), orphan_localstack.clone(), orphan_moto.clone()]);
+        assert!(!orphan_moto.exists() && !orphan_localstack.exists() && !orphan_zombie.exists());
+        for kept in [running, starting, garbled, foreign, other] {
+            assert!(kept.join("state/data").exists(), "{} was removed", kept.display());
+        }
+        // Nothing further to remove the second time.
+        assert!(remove_orphaned_scratch(root.path()).is_empty());
+        assert!(remove_orphaned_scratch(&root.path().join("missing")).is_empty());
+    }
 }

@@ -38,6 +38,7 @@ use crate::capabilities::{self, Capabilities, ProbeError};
 use crate::ledger::{self, Ledger, LedgerError};
 use crate::run_id::RunId;
 
+pub use child::{OWNER_FILE, remove_orphaned_scratch};
 pub use container::LocalStackContainer;
 pub use host::LocalStackHost;
 pub use pyemu::{Flavor, PyEmulator};

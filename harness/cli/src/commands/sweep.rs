@@ -82,6 +82,10 @@ async fn sweep_abandoned(args: &SweepArgs, quiet: bool) -> Result<(), CliError> 
             outln!("removed {r}, left by a killed run --traffic");
         }
     }
+    // The emulator of a SIGKILLed microseg died with it; its scratch dir did not.
+    for dir in microseg_harness::target::remove_orphaned_scratch(&std::env::temp_dir()) {
+        outln!("removed {}, the scratch dir of an emulator whose microseg was killed", dir.display());
+    }
     let ledgers = ledger::abandoned(&ledger::runs_dir());
     if ledgers.is_empty() {
         outln!("no abandoned ledgers in {}", ledger::runs_dir().display());
