@@ -15,14 +15,22 @@ async fn describe_vpcs(t: &Target) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_target_serves_and_leaves_no_process() {
     let _t = crate::support::timer();
+    // LocalStack places CloudWatch's metrics database under `$TMPDIR/localstack/state`
+    // before FILESYSTEM_ROOT applies: every host once shared that SQLite file.
+    let shared_db_dir = std::env::temp_dir().join("localstack/state/cloudwatch");
+    let shared_before = shared_db_dir.exists();
     let t = Target::start(&TargetOptions::new(TargetKind::LocalStackHost)).await.expect("host target");
     assert!(t.description.contains("LocalStack 4.14.0"), "{}", t.description);
     describe_vpcs(&t).await;
-    let pid = match t.guard() {
-        Guard::Host(h) => h.pid().expect("running"),
+    let (pid, volume_dir) = match t.guard() {
+        Guard::Host(h) => (h.pid().expect("running"), h.volume_dir().to_path_buf()),
         other => panic!("expected a host guard, got {other:?}"),
     };
     assert!(process_alive(pid));
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let tmpdir = environ.split(|&b| b == 0).find_map(|kv| kv.strip_prefix(b"TMPDIR=")).map(|v| v.to_vec());
+    assert_eq!(tmpdir, Some(volume_dir.as_os_str().as_encoded_bytes().to_vec()), "its temp dir is its own");
+    assert!(shared_before || !shared_db_dir.exists(), "a host wrote {}", shared_db_dir.display());
     // Loopback only, on every socket any of its processes listens on: an emulator
     // answers any AWS call without authentication.
     let listening = listening_addresses(pid);

@@ -91,6 +91,11 @@ impl LocalStackHost {
             // and one read it half-written ("PEM routines: no start line").
             .env("LOCALSTACK_VOLUME_DIR", &volume_dir)
             .env("FILESYSTEM_ROOT", &volume_dir)
+            // And the temp dir: CloudWatch's metrics database is placed at import time,
+            // before FILESYSTEM_ROOT applies, under `$TMPDIR/localstack/state/cloudwatch`.
+            // Without this every host LocalStack on the machine opened the same SQLite
+            // file there, and left it behind.
+            .env("TMPDIR", &volume_dir)
             // No network beyond loopback: no analytics, no certificate download.
             .env("DISABLE_EVENTS", "1")
             .env("SKIP_SSL_CERT_DOWNLOAD", "1")
