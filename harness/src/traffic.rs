@@ -390,8 +390,20 @@ pub async fn ensure_image() -> Result<Option<Duration>, TrafficError> {
 
 /// Whether real traffic can run here: a Docker engine answers, and a container of
 /// [`IMAGE`] given `NET_ADMIN` can run iptables. Builds the image first if needed
-/// (returns the build time then). Nothing is left behind.
+/// (returns the build time then). Nothing is left behind. Once it has passed, later
+/// calls in the same process return at once: the command line checks before it starts
+/// the emulator, and [`send`] checks again for a library caller.
 pub async fn preflight() -> Result<Option<Duration>, TrafficError> {
+    static PASSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if PASSED.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(None);
+    }
+    let built = preflight_once().await?;
+    PASSED.store(true, std::sync::atomic::Ordering::Relaxed);
+    Ok(built)
+}
+
+async fn preflight_once() -> Result<Option<Duration>, TrafficError> {
     tokio::task::spawn_blocking(crate::target::docker_status)
         .await
         .expect("docker version does not panic")
@@ -600,9 +612,7 @@ struct Site {
     ephemeral: microseg_reach::model::PortRange,
 }
 
-fn sites(plan: &Plan, observed: &Observed, b: &Bindings) -> Vec<Site> {
-    let d = crate::reach::deployment(plan, observed, b);
-    let net = &d.network;
+fn sites(observed: &Observed, net: &microseg_reach::Network) -> Vec<Site> {
     net.endpoints
         .iter()
         .filter(|e| !e.internet)
@@ -1009,34 +1019,23 @@ fn explain(
     if passed == p.expected {
         return Agreement::Agrees;
     }
-    let mut blockers: Vec<String> = Vec::new();
+    use microseg_reach::path::Part;
     let steps = microseg_reach::path::trace(net, reach_from, reach_to, p.class, p.port);
-    // The trace lists the endpoints' problems, then the NACL steps (when the two are in
-    // different subnets), then the client's group egress, then the server's group ingress.
-    let (c, s) = (&net.endpoints[reach_from], &net.endpoints[reach_to]);
-    let n_problems = c.problems.len() + s.problems.len();
-    let n_nacl =
-        if c.same_subnet(s) { 0 } else { 2 * usize::from(c.nacl.is_some()) + 2 * usize::from(s.nacl.is_some()) };
-    let group_client = n_problems + n_nacl;
-    let group_server = group_client + 1;
-    for (i, step) in steps.iter().enumerate() {
-        if !step.passes {
-            blockers.push(format!(
-                "{}{}",
-                if i == group_client || i == group_server { "[group] " } else { "" },
-                step.text
-            ));
-        }
-    }
+    let is_group = |part: Part| matches!(part, Part::ClientGroups | Part::ServerGroups);
+    let blockers: Vec<String> = steps
+        .iter()
+        .filter(|step| !step.passes)
+        .map(|step| format!("{}{}", if is_group(step.part) { "[group] " } else { "" }, step.text))
+        .collect();
     if passed {
-        let failing: Vec<usize> = steps.iter().enumerate().filter(|(_, s)| !s.passes).map(|(i, _)| i).collect();
-        let only_groups = !failing.is_empty() && failing.iter().all(|&i| i == group_client || i == group_server);
+        let failing: Vec<Part> = steps.iter().filter(|s| !s.passes).map(|s| s.part).collect();
+        let only_groups = !failing.is_empty() && failing.iter().all(|&part| is_group(part));
         if only_groups {
             // A group's drop is skipped where the container's NACL chain comes first.
-            let skipped = |i: usize| {
-                if i == group_client { sites[p.from].custom_nacl } else { sites[p.to].custom_nacl }
+            let skipped = |part: Part| {
+                if part == Part::ClientGroups { sites[p.from].custom_nacl } else { sites[p.to].custom_nacl }
             };
-            if failing.iter().all(|&i| skipped(i)) {
+            if failing.iter().all(|&part| skipped(part)) {
                 return Agreement::Divergence(EnforcementDivergence::NaclAllowSkipsSecurityGroups);
             }
             if p.class == ProtocolClass::Udp && p.port == 53 {
@@ -1066,7 +1065,10 @@ pub async fn send(
     run_id: &RunId,
 ) -> Result<TrafficReport, TrafficError> {
     let image_build = preflight().await?;
-    let sites = sites(plan, observed, bindings);
+    // The evaluator's view of the deployment: where each endpoint is, and later why a
+    // connection differs from its verdict.
+    let d = crate::reach::deployment(plan, observed, bindings);
+    let sites = sites(observed, &d.network);
     let names: Vec<String> = sites.iter().map(|s| s.endpoint.clone()).collect();
     let (planned, out_of_scope) = plan_probes(plan, reach, &names);
     let sports = source_ports(&planned, &sites);
@@ -1095,7 +1097,6 @@ pub async fn send(
     let cleanup = cleanup_started.elapsed();
     let (nacls_reapplied, placement, sending, results, retried) = work?;
 
-    let d = crate::reach::deployment(plan, observed, bindings);
     let idx = |name: &str| d.network.endpoint(name).expect("a site is an endpoint of the evaluator");
     let mut probes: Vec<Probe> = planned
         .iter()

@@ -271,6 +271,25 @@ pub struct Step {
     pub passes: bool,
     /// The component and the deciding rule, in words.
     pub text: String,
+    /// Which kind of component it is, for a reader that must tell a group's say from a
+    /// NACL's without parsing [`Step::text`]. Not serialised: the text says it.
+    #[serde(skip)]
+    pub part: Part,
+}
+
+/// The kinds of component a [`Step`] stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// Something wrong with an endpoint or a NAT gateway, found before any packet moves.
+    Problem,
+    /// A NACL, one direction of one subnet (the zone's or a NAT gateway's).
+    Nacl,
+    /// The client's security groups, on the way out.
+    ClientGroups,
+    /// The server's security groups, on the way in.
+    ServerGroups,
+    /// A route table.
+    Route,
 }
 
 impl fmt::Display for Step {
@@ -325,7 +344,7 @@ fn nacl_step<'a>(
                     write!(f, " (replies to ports {ports})")
                 }
             });
-            Step { passes: true, text: text(format_args!("{label} NACL {dir}: {}{range}", d.allows)) }
+            Step { passes: true, text: text(format_args!("{label} NACL {dir}: {}{range}", d.allows)), part: Part::Nacl }
         }
         (Some(_), Some(d)) if !d.entry.is_default_deny() => Step {
             passes: false,
@@ -334,6 +353,7 @@ fn nacl_step<'a>(
                 rule_label(d.entry),
                 service(class, Some(port))
             ),
+            part: Part::Nacl,
         },
         _ => Step {
             passes: false,
@@ -341,6 +361,7 @@ fn nacl_step<'a>(
                 "{label} NACL {dir}: no entry matches {} {to_from} {peer}, default deny",
                 service(class, Some(port))
             ),
+            part: Part::Nacl,
         },
     }
 }
@@ -355,14 +376,17 @@ fn group_step(
     peer: &Endpoint,
     port: u16,
 ) -> Step {
+    // Egress is the client's say, ingress the server's.
+    let part = if dir == Direction::Egress { Part::ClientGroups } else { Part::ServerGroups };
     if me.groups.is_empty() {
-        return Step { passes: false, text: format!("zone {} has no security group for its workloads", me.name) };
+        return Step { passes: false, text: format!("zone {} has no security group for its workloads", me.name), part };
     }
     let to_from = if dir == Direction::Ingress { "from" } else { "to" };
     match hit {
         Some((g, rule)) => Step {
             passes: true,
             text: text(format_args!("security group {} of {}: {rule}", net.groups[g].name, me.name)),
+            part,
         },
         None => {
             let names: Vec<&str> = me.groups.iter().map(|&g| net.groups[g].name.as_str()).collect();
@@ -375,6 +399,7 @@ fn group_step(
                     service(class, Some(port)),
                     peer.name
                 ),
+                part,
             }
         }
     }
@@ -408,8 +433,12 @@ pub(crate) fn trace_with(
         let hit = filters.group_first_match(me, dir, class, peer, port);
         group_step(net, &net.endpoints[me], hit, dir, class, &net.endpoints[peer], port)
     };
-    let mut steps: Vec<Step> =
-        c.problems.iter().chain(&s.problems).map(|p| Step { passes: false, text: p.clone() }).collect();
+    let mut steps: Vec<Step> = c
+        .problems
+        .iter()
+        .chain(&s.problems)
+        .map(|p| Step { passes: false, text: p.clone(), part: Part::Problem })
+        .collect();
     let request = if class.has_ports() { PortRange::single(port) } else { PortRange::ALL };
     let reply = reply_ports(net, c, class);
     if !c.same_subnet(s) {
@@ -433,7 +462,7 @@ pub(crate) fn trace_with(
     if c.internet && !s.internet {
         steps.push(match &s.internet_route {
             Some(InternetRoute::Gateway { route, public: true }) => {
-                Step { passes: true, text: format!("{} route table: {route}", s.name) }
+                Step { passes: true, text: format!("{} route table: {route}", s.name), part: Part::Route }
             }
             Some(InternetRoute::Gateway { route, public: false }) => Step {
                 passes: false,
@@ -441,6 +470,7 @@ pub(crate) fn trace_with(
                     "{} route table: {route}, but {} holds no public address: nothing on the internet can reach it",
                     s.name, s.name
                 ),
+                part: Part::Route,
             },
             Some(InternetRoute::Nat { route, .. }) => Step {
                 passes: false,
@@ -448,6 +478,7 @@ pub(crate) fn trace_with(
                     "{} route table: {route} is a NAT gateway, which accepts no connection from the internet",
                     s.name
                 ),
+                part: Part::Route,
             },
             None => no_route(s),
         });
@@ -464,10 +495,11 @@ pub(crate) fn trace_with(
                         c.name, c.name
                     )
                 },
+                part: Part::Route,
             }),
             Some(InternetRoute::Nat { route, nat }) => {
-                steps.push(Step { passes: true, text: format!("{} route table: {route}", c.name) });
-                steps.extend(nat.problems.iter().map(|p| Step { passes: false, text: p.clone() }));
+                steps.push(Step { passes: true, text: format!("{} route table: {route}", c.name), part: Part::Route });
+                steps.extend(nat.problems.iter().map(|p| Step { passes: false, text: p.clone(), part: Part::Problem }));
                 let label = format!("NAT gateway {}'s subnet", nat.name);
                 if let Some(n) = nat.nacl {
                     let via = nat.subnet.is_none() || nat.subnet != c.subnet;
@@ -482,12 +514,13 @@ pub(crate) fn trace_with(
                     }
                 }
                 steps.push(match &nat.upstream {
-                    Some(up) => Step { passes: true, text: format!("{label} route table: {up}") },
+                    Some(up) => Step { passes: true, text: format!("{label} route table: {up}"), part: Part::Route },
                     None => Step {
                         passes: false,
                         text: format!(
                             "{label} route table: no route to the internet through an attached internet gateway"
                         ),
+                        part: Part::Route,
                     },
                 });
             }
@@ -504,5 +537,6 @@ fn no_route(zone: &Endpoint) -> Step {
             "{} route table: no route to the internet (through an attached internet gateway or a NAT gateway)",
             zone.name
         ),
+        part: Part::Route,
     }
 }
