@@ -76,6 +76,28 @@ fn assert_nothing_left(before: &Snapshot, what: &str) {
     );
 }
 
+/// The failed checks' findings and every probe that disagrees with the evaluator, a line each.
+fn failures(report: &serde_json::Value) -> String {
+    let mut lines = Vec::new();
+    for c in report["checks"].as_array().into_iter().flatten().filter(|c| c["status"] == "fail") {
+        for f in c["findings"].as_array().into_iter().flatten() {
+            lines.push(format!(
+                "check {}: {} {}: expected {}, found {}",
+                c["id"], f["id"], f["resource"], f["expected"], f["found"]
+            ));
+        }
+    }
+    for p in
+        report["traffic"]["probes"].as_array().into_iter().flatten().filter(|p| p["agreement"]["kind"] == "disagrees")
+    {
+        lines.push(format!(
+            "probe {} → {} {}/{}: attempts {}, retried {}",
+            p["from"], p["to"], p["protocol"], p["port"], p["attempts"], p["retried"]
+        ));
+    }
+    lines.join("\n")
+}
+
 /// Whether traffic can run here; says why and skips (fails under CI) if not.
 async fn ready(test: &str) -> bool {
     if let Err(e) = python::find_python_for(&Flavor::LocalEmu.venv()) {
@@ -123,8 +145,9 @@ async fn traffic_through_localemu_matches_the_evaluator_but_for_the_named_nacl_b
         .output()
         .unwrap();
     let text = crate::support::text(&out);
-    assert_eq!(out.status.code(), Some(0), "{text}");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {text}"));
+    // What failed first, briefly: the whole report is long, and a log viewer cuts it.
+    assert_eq!(out.status.code(), Some(0), "{}\n{text}", failures(&report));
     let t = &report["traffic"];
 
     let instances = t["instances"].as_array().unwrap();
