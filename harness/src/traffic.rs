@@ -622,13 +622,19 @@ struct Site {
     subnet_id: String,
     groups: Vec<String>,
     evaluator_address: IpAddr,
-    /// Whether its subnet has a custom (not the VPC's default) NACL.
-    custom_nacl: bool,
-    /// For a custom NACL, how many numbered entries (the `*` deny aside) it has inbound
-    /// and outbound: each becomes one iptables rule in localemu's chain.
+    /// When its subnet has a custom (not the VPC's default) NACL: how many numbered
+    /// entries (the `*` deny aside) it has inbound and outbound, each one iptables rule
+    /// in localemu's chain.
     nacl_rules: Option<[usize; 2]>,
     /// The client's ephemeral range.
     ephemeral: microseg_reach::model::PortRange,
+}
+
+impl Site {
+    /// Whether its subnet has a custom NACL, which localemu puts before the groups.
+    fn custom_nacl(&self) -> bool {
+        self.nacl_rules.is_some()
+    }
 }
 
 fn sites(observed: &Observed, net: &microseg_reach::Network) -> Vec<Site> {
@@ -652,7 +658,6 @@ fn sites(observed: &Observed, net: &microseg_reach::Network) -> Vec<Site> {
                     .map(|g| g.id.clone())
                     .collect(),
                 evaluator_address: e.addr,
-                custom_nacl: nacl.is_some(),
                 nacl_rules,
                 ephemeral: e.ephemeral.unwrap_or(net.ephemeral),
             })
@@ -741,7 +746,7 @@ async fn container_address(container: &str, instance: &str) -> Result<IpAddr, Tr
 /// Re-associates each custom NACL of the placed sites with its subnet, same NACL, so
 /// localemu builds its chains in the containers ([`EnforcementDivergence::NaclNotAppliedAtLaunch`]).
 async fn reapply_nacls(clients: &Clients, sites: &[Site]) -> Result<Vec<String>, TrafficError> {
-    let subnets: BTreeSet<&str> = sites.iter().filter(|s| s.custom_nacl).map(|s| s.subnet_id.as_str()).collect();
+    let subnets: BTreeSet<&str> = sites.iter().filter(|s| s.custom_nacl()).map(|s| s.subnet_id.as_str()).collect();
     let mut done = Vec::new();
     for subnet in subnets {
         let out = clients
@@ -1047,9 +1052,10 @@ struct Round {
 
 /// The first round sends every attempt, twelve at once per client (all at once
 /// overloaded this 2-core machine: an allowed connection now and then missed its 2 s
-/// window). The later ones send again only the failures that may be the machine's load
-/// (see [`send_probes`]), fewer at a time and with longer to answer: under a loaded test
-/// suite a listener's fork of `sh` for its answer took longer than 2 s.
+/// window; a listener forks `sh` for each answer). The later ones send again only the
+/// failures that may be the machine's load (see [`send_probes`]), fewer at a time and
+/// with longer to answer: about one attempt a run misses its first window even on a quiet
+/// machine, and a test suite running beside it makes that likelier.
 const ROUNDS: [Round; 3] = [
     Round { timeout: CONNECT_TIMEOUT, batch: 12 },
     Round { timeout: Duration::from_secs(5), batch: 6 },
@@ -1124,14 +1130,7 @@ async fn send_probes(
     let mut passed: BTreeSet<(usize, usize)> = BTreeSet::new();
     let mut retried = vec![false; probes.len()];
     for (r, &round) in ROUNDS.iter().enumerate() {
-        let attempts: Vec<(usize, usize)> = if r == 0 {
-            all.clone()
-        } else {
-            all.iter()
-                .copied()
-                .filter(|&(n, k)| !passed.contains(&(n, k)) && (predicted[n] || passed.contains(&(n, 1 - k))))
-                .collect()
-        };
+        let attempts = if r == 0 { all.clone() } else { to_send_again(predicted, &passed) };
         if attempts.is_empty() {
             break;
         }
@@ -1146,6 +1145,15 @@ async fn send_probes(
     }
     let results = (0..probes.len()).map(|n| [passed.contains(&(n, 0)), passed.contains(&(n, 1))]).collect();
     Ok((results, retried))
+}
+
+/// The attempts (probe, source port) to send again: each that has not passed where its
+/// probe's other attempt passed or a pass is predicted.
+fn to_send_again(predicted: &[bool], passed: &BTreeSet<(usize, usize)>) -> Vec<(usize, usize)> {
+    (0..predicted.len())
+        .flat_map(|n| [(n, 0), (n, 1)])
+        .filter(|&(n, k)| !passed.contains(&(n, k)) && (predicted[n] || passed.contains(&(n, 1 - k))))
+        .collect()
 }
 
 /// Why the emulator's outcome differs from the evaluator's, when its enforcement
@@ -1175,7 +1183,7 @@ fn explain(
         if only_groups {
             // A group's drop is skipped where the container's NACL chain comes first.
             let skipped = |part: Part| {
-                if part == Part::ClientGroups { sites[p.from].custom_nacl } else { sites[p.to].custom_nacl }
+                if part == Part::ClientGroups { sites[p.from].custom_nacl() } else { sites[p.to].custom_nacl() }
             };
             if failing.iter().all(|&part| skipped(part)) {
                 return Agreement::Divergence(EnforcementDivergence::NaclAllowSkipsSecurityGroups);
@@ -1422,7 +1430,6 @@ mod tests {
             subnet_id: String::new(),
             groups: vec![],
             evaluator_address: "10.0.1.10".parse().unwrap(),
-            custom_nacl,
             nacl_rules: custom_nacl.then_some([2, 1]),
             ephemeral: PortRange { from: 1024, to: 65535 },
         }
@@ -1491,6 +1498,18 @@ mod tests {
         let no_drop = enforcement_problems(&saved(Some((&NACL_IN, &NACL_OUT[..1]))), &site(true));
         assert_eq!(no_drop.len(), 1, "{no_drop:?}");
         assert!(no_drop[0].starts_with("NACL_OUT has 1 rule(s)"), "{no_drop:?}");
+    }
+
+    #[test]
+    fn only_a_silence_where_a_pass_is_predicted_or_the_other_port_passed_is_sent_again() {
+        // Probe 0: predicted to pass, one port answered. Probe 1: predicted to pass,
+        // neither answered. Probe 2: predicted closed, neither answered. Probe 3:
+        // predicted closed, one port answered (the other's silence may be the load).
+        // Probe 4: predicted to pass, both answered.
+        let predicted = [true, true, false, false, true];
+        let passed: BTreeSet<(usize, usize)> = [(0, 0), (3, 1), (4, 0), (4, 1)].into();
+        assert_eq!(to_send_again(&predicted, &passed), [(0, 1), (1, 0), (1, 1), (3, 0)]);
+        assert_eq!(to_send_again(&[false, false], &BTreeSet::new()), [], "closed as predicted: nothing again");
     }
 
     #[test]
