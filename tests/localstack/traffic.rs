@@ -87,11 +87,9 @@ fn assert_nothing_left(before: &Snapshot, what: &str) {
         after.networks.difference(&before.networks).filter(|n| n.starts_with("localemu-")).collect();
     assert!(nets.is_empty(), "{what}: networks left: {nets:?}");
     let (Some(rules_before), Some(rules_after)) = (&before.iptables, &after.iptables) else {
-        // Under CI (root) the host's rules are always checked.
-        assert!(std::env::var_os("CI").is_none(), "{what}: the host's firewall cannot be read (iptables-save)");
-        eprintln!(
-            "{what}: containers and networks as before; the host's firewall was not checked: this user cannot read it"
-        );
+        // Containers and networks were checked; the host's rules skip, saying so (under
+        // CI, where the runner is root, a skip fails).
+        crate::skip::skip(what, "the host's firewall was not checked: iptables-save needs root");
         return;
     };
     let links = sh("ip", &["-o", "link", "show"]);
